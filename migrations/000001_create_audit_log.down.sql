@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS audit_log_rejects;
+DROP TABLE IF EXISTS audit_log;
