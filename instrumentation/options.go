@@ -1,0 +1,168 @@
+package instrumentation
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/log"
+	"go.opentelemetry.io/otel/log/global"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// DefaultMaxArgsBytes is the default limit on the size of a call's arguments
+// as JSON. Larger arguments are replaced by a truncation marker.
+const DefaultMaxArgsBytes = 64 << 10
+
+// DefaultMaxRefused is the default number of refused calls kept in memory in
+// fail-closed mode until the audit pipeline is healthy again.
+const DefaultMaxRefused = 4096
+
+// Option configures an [Auditor].
+type Option interface {
+	apply(config) config
+}
+
+type optionFunc func(config) config
+
+func (f optionFunc) apply(c config) config { return f(c) }
+
+type config struct {
+	loggerProvider log.LoggerProvider
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
+	identity       func(context.Context) (subject, role string)
+	redactKeys     []string
+	hmacKey        []byte
+	maxArgsBytes   int
+	health         HealthChecker
+	maxRefused     int
+}
+
+func newConfig(opts []Option) config {
+	var c config
+	for _, o := range opts {
+		if o != nil {
+			c = o.apply(c)
+		}
+	}
+	if c.loggerProvider == nil {
+		c.loggerProvider = global.GetLoggerProvider()
+	}
+	if c.tracerProvider == nil {
+		c.tracerProvider = otel.GetTracerProvider()
+	}
+	if c.meterProvider == nil {
+		c.meterProvider = otel.GetMeterProvider()
+	}
+	if c.identity == nil {
+		c.identity = IdentityFromContext
+	}
+	if c.maxArgsBytes <= 0 {
+		c.maxArgsBytes = DefaultMaxArgsBytes
+	}
+	if c.maxRefused <= 0 {
+		c.maxRefused = DefaultMaxRefused
+	}
+	return c
+}
+
+// WithLoggerProvider sets the LoggerProvider the audit records are emitted
+// through. The default is the global LoggerProvider
+// (go.opentelemetry.io/otel/log/global).
+func WithLoggerProvider(lp log.LoggerProvider) Option {
+	return optionFunc(func(c config) config {
+		c.loggerProvider = lp
+		return c
+	})
+}
+
+// WithTracerProvider sets the TracerProvider used for the execute_tool spans
+// started by [Auditor.Wrap] and the adapters. The default is the global
+// TracerProvider.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c config) config {
+		c.tracerProvider = tp
+		return c
+	})
+}
+
+// WithMeterProvider sets the MeterProvider for the Auditor's own metrics
+// (refused calls in fail-closed mode). The default is the global
+// MeterProvider.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c config) config {
+		c.meterProvider = mp
+		return c
+	})
+}
+
+// WithIdentity sets the hook that returns the caller's subject and role from
+// the context of a call, for calls whose subject and role are not given
+// otherwise. The default is [IdentityFromContext], which reads what
+// [ContextWithIdentity] stored.
+func WithIdentity(f func(ctx context.Context) (subject, role string)) Option {
+	return optionFunc(func(c config) config {
+		c.identity = f
+		return c
+	})
+}
+
+// WithRedactKeys adds keys whose values are redacted, on top of the default
+// ones (password, passwd, secret, token, api_key, apikey, authorization,
+// cookie, credential, private_key). Keys match as the defaults do: case is
+// ignored, so are characters other than letters and digits, and a key matches
+// when it contains one of the configured keys (X-Api-Key contains apikey).
+func WithRedactKeys(keys ...string) Option {
+	return optionFunc(func(c config) config {
+		c.redactKeys = append(c.redactKeys[:len(c.redactKeys):len(c.redactKeys)], keys...)
+		return c
+	})
+}
+
+// WithHMACKey switches redaction to HMAC mode: a redacted value becomes
+// "hmac-sha256:<hex>", the HMAC-SHA256 under key of the value (the string
+// itself for strings, the JSON encoding of any other value). An operator who
+// holds the key can check whether a known value was sent without the audit
+// log ever holding it. An empty key keeps the default mode, in which a
+// redacted value becomes [RedactedValue].
+func WithHMACKey(key []byte) Option {
+	return optionFunc(func(c config) config {
+		c.hmacKey = append([]byte(nil), key...)
+		return c
+	})
+}
+
+// WithMaxArgsBytes sets the largest size, as JSON, of the arguments recorded
+// with a call. Larger arguments are replaced by a marker holding their size
+// and SHA-256 (see [TruncatedKey]). Zero or less means [DefaultMaxArgsBytes].
+func WithMaxArgsBytes(n int) Option {
+	return optionFunc(func(c config) config {
+		c.maxArgsBytes = n
+		return c
+	})
+}
+
+// WithFailClosed switches the Auditor to fail-closed mode: while h reports an
+// error, [Auditor.Allow] returns [ErrAuditUnavailable] and [Auditor.Wrap] and
+// the adapters refuse calls with it before they reach their backend. Refused
+// calls are kept in memory (at most [WithMaxRefused] of them) and recorded
+// with status denied once h reports healthy again.
+//
+// h is called once per call, so it must be cheap (an atomic load).
+func WithFailClosed(h HealthChecker) Option {
+	return optionFunc(func(c config) config {
+		c.health = h
+		return c
+	})
+}
+
+// WithMaxRefused bounds the number of refused calls kept in memory in
+// fail-closed mode. Refusals beyond the bound are counted and reported
+// through otel.Handle. Zero or less means [DefaultMaxRefused].
+func WithMaxRefused(n int) Option {
+	return optionFunc(func(c config) config {
+		c.maxRefused = n
+		return c
+	})
+}
