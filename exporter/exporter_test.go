@@ -1,0 +1,124 @@
+package exporter_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sentinel-gateway/otelaudit"
+	"github.com/sentinel-gateway/otelaudit/exporter"
+	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
+)
+
+// call returns the attributes of a well-formed audit record.
+func call(id uuid.UUID, tool string) []attribute.KeyValue {
+	return []attribute.KeyValue{
+		otelaudit.RequestIDKey.String(id.String()),
+		otelaudit.UserIDKey.String("alice"),
+		otelaudit.UserRolesKey.StringSlice([]string{"admin"}),
+		otelaudit.ToolNameKey.String(tool),
+		otelaudit.BackendNameKey.String("demo"),
+		otelaudit.ToolCallArgumentsKey.Map(attribute.String("text", "hi"), attribute.Int("n", 3)),
+		otelaudit.ResponseStatusKey.String(string(otelaudit.StatusOK)),
+		otelaudit.LatencyMSKey.Int64(12),
+		otelaudit.GenAIOperationNameKey.String(otelaudit.OperationExecuteTool),
+		otelaudit.MCPMethodNameKey.String(otelaudit.MethodToolsCall),
+	}
+}
+
+func newExporter(t *testing.T, opts ...exporter.Option) (*exporter.Exporter, string) {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	exp, err := exporter.New(context.Background(), append([]exporter.Option{exporter.WithDatabaseURL(url)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
+	return exp, url
+}
+
+func emit(ctx context.Context, l log.Logger, ts time.Time, attrs []attribute.KeyValue) {
+	var r log.Record
+	r.SetEventName(otelaudit.EventName)
+	r.SetTimestamp(ts)
+	r.AddAttributes(attrs...)
+	l.Emit(ctx, r)
+}
+
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	exp, url := newExporter(t)
+	lp := sdklog.NewLoggerProvider(
+		sdklog.WithResource(resource.NewSchemaless(attribute.String("service.name", "gw"))),
+		sdklog.WithProcessor(exporter.NewProcessor(exp)),
+	)
+	ctx := context.Background()
+	tid, _ := trace.TraceIDFromHex("0102030405060708090a0b0c0d0e0f10")
+	sid, _ := trace.SpanIDFromHex("0102030405060708")
+	sctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	l := lp.Logger("test")
+	id := uuid.Must(uuid.NewV7())
+	ts := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC)
+	emit(sctx, l, ts, call(id, "echo"))
+
+	// An application log on the same provider must not become a row.
+	var app log.Record
+	app.SetBody(attribute.StringValue("hello"))
+	l.Emit(ctx, app)
+
+	if err := lp.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, url)
+	var (
+		n                                                  int
+		gotID                                              uuid.UUID
+		gotTS                                              time.Time
+		subject, role, tool, backend, status, trace_, span string
+		svc                                                string
+		args, attrs                                        string
+		latency                                            int64
+		errMsg                                             *string
+	)
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_log`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows = %d (%v), want 1", n, err)
+	}
+	err := conn.QueryRow(ctx, `SELECT request_id, "timestamp", client_subject, client_role, tool_name, backend_name,
+		request_args::text, response_status, error_message, latency_ms, trace_id, span_id, service_name, attributes::text FROM audit_log`).
+		Scan(&gotID, &gotTS, &subject, &role, &tool, &backend, &args, &status, &errMsg, &latency, &trace_, &span, &svc, &attrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, got, want any) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	check("request_id", gotID, id)
+	check("timestamp", gotTS.UTC(), ts)
+	check("client_subject", subject, "alice")
+	check("client_role", role, "admin")
+	check("tool_name", tool, "echo")
+	check("backend_name", backend, "demo")
+	check("request_args", args, `{"n": 3, "text": "hi"}`)
+	check("response_status", status, "ok")
+	check("error_message", errMsg == nil, true)
+	check("latency_ms", latency, int64(12))
+	check("trace_id", trace_, tid.String())
+	check("span_id", span, sid.String())
+	check("service_name", svc, "gw")
+	check("attributes", attrs, `{"mcp.method.name": "tools/call", "gen_ai.operation.name": "execute_tool"}`)
+
+	// Replaying the same batch leaves the row once.
+	if err := lp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

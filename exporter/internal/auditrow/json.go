@@ -1,0 +1,281 @@
+package auditrow
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// MaxDepth is the deepest nesting of objects and arrays stored as JSON.
+// PostgreSQL parses JSONB recursively and refuses very deep documents; a
+// deeper value is kept as a JSON string instead.
+const MaxDepth = 256
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. NUL bytes and invalid UTF-8 are
+// replaced by U+FFFD, since PostgreSQL refuses both in text and in JSONB. It
+// reports whether anything was replaced.
+func appendString(dst []byte, s string) ([]byte, bool) {
+	changed := false
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			case 0:
+				dst = append(dst, `\ufffd`...)
+				changed = true
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			changed = true
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"'), changed
+}
+
+// appendValue appends v as JSON. It reports whether anything had to be
+// changed to make it storable (sanitised text, non-finite floats, depth).
+func appendValue(dst []byte, v attribute.Value, depth int) ([]byte, bool) {
+	if depth > MaxDepth {
+		s, _ := appendString(nil, v.Emit())
+		return appendString(dst, string(s))
+	}
+	switch v.Type() {
+	case attribute.BOOL:
+		return strconv.AppendBool(dst, v.AsBool()), false
+	case attribute.INT64:
+		return strconv.AppendInt(dst, v.AsInt64(), 10), false
+	case attribute.FLOAT64:
+		return appendFloat(dst, v.AsFloat64())
+	case attribute.STRING:
+		return appendString(dst, v.AsString())
+	case attribute.BYTESLICE:
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, v.AsByteSlice())
+		return append(dst, '"'), false
+	case attribute.BOOLSLICE:
+		dst = append(dst, '[')
+		for i, b := range v.AsBoolSlice() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendBool(dst, b)
+		}
+		return append(dst, ']'), false
+	case attribute.INT64SLICE:
+		dst = append(dst, '[')
+		for i, n := range v.AsInt64Slice() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendInt(dst, n, 10)
+		}
+		return append(dst, ']'), false
+	case attribute.FLOAT64SLICE:
+		changed := false
+		dst = append(dst, '[')
+		for i, f := range v.AsFloat64Slice() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var c bool
+			dst, c = appendFloat(dst, f)
+			changed = changed || c
+		}
+		return append(dst, ']'), changed
+	case attribute.STRINGSLICE:
+		changed := false
+		dst = append(dst, '[')
+		for i, s := range v.AsStringSlice() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var c bool
+			dst, c = appendString(dst, s)
+			changed = changed || c
+		}
+		return append(dst, ']'), changed
+	case attribute.SLICE:
+		changed := false
+		dst = append(dst, '[')
+		for i, e := range v.AsSlice() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var c bool
+			dst, c = appendValue(dst, e, depth+1)
+			changed = changed || c
+		}
+		return append(dst, ']'), changed
+	case attribute.MAP:
+		changed := false
+		dst = append(dst, '{')
+		for i, kv := range v.AsMap() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var c1, c2 bool
+			dst, c1 = appendString(dst, string(kv.Key))
+			dst = append(dst, ':')
+			dst, c2 = appendValue(dst, kv.Value, depth+1)
+			changed = changed || c1 || c2
+		}
+		return append(dst, '}'), changed
+	default:
+		return append(dst, "null"...), false
+	}
+}
+
+func appendFloat(dst []byte, f float64) ([]byte, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		// JSON has no NaN or infinity: keep them as strings.
+		return strconv.AppendQuote(dst, strconv.FormatFloat(f, 'g', -1, 64)), true
+	}
+	return strconv.AppendFloat(dst, f, 'g', -1, 64), false
+}
+
+// jsonText reports how JSON text b can be stored in a JSONB column: ok when
+// it can be stored byte for byte. Otherwise it is valid JSON that needs
+// rewriting (NUL or surrogate escapes), too deep, or not JSON at all.
+type jsonVerdict int
+
+const (
+	jsonOK jsonVerdict = iota
+	jsonRewrite
+	jsonTooDeep
+	jsonInvalid
+)
+
+func checkJSON(b []byte) jsonVerdict {
+	if !utf8.Valid(b) {
+		if json.Valid(bytes.ToValidUTF8(b, []byte("\uFFFD"))) {
+			return jsonRewrite
+		}
+		return jsonInvalid
+	}
+	depth, maxDepth := 0, 0
+	inString, escapes := false, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				if i+1 < len(b) && b[i+1] == 'u' && i+5 < len(b) {
+					h := b[i+2 : i+6]
+					if bytes.Equal(h, []byte("0000")) || h[0] == 'd' || h[0] == 'D' {
+						escapes = true // \u0000 or a surrogate: PostgreSQL may refuse it
+					}
+				}
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth > maxDepth {
+				maxDepth = depth
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	if !json.Valid(b) {
+		return jsonInvalid
+	}
+	if maxDepth > MaxDepth {
+		return jsonTooDeep
+	}
+	if escapes {
+		return jsonRewrite
+	}
+	return jsonOK
+}
+
+// rewriteJSON decodes valid JSON text and encodes it again with every string
+// sanitised. Numbers keep their exact text.
+func rewriteJSON(dst, b []byte) ([]byte, bool) {
+	b = bytes.ToValidUTF8(b, []byte("\uFFFD"))
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return dst, false
+	}
+	return appendAny(dst, v), true
+}
+
+func appendAny(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...)
+	case bool:
+		return strconv.AppendBool(dst, x)
+	case json.Number:
+		return append(dst, x...)
+	case string:
+		dst, _ = appendString(dst, x)
+		return dst
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendAny(dst, e)
+		}
+		return append(dst, ']')
+	case map[string]any:
+		dst = append(dst, '{')
+		i := 0
+		for k, e := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			i++
+			dst, _ = appendString(dst, k)
+			dst = append(dst, ':')
+			dst = appendAny(dst, e)
+		}
+		return append(dst, '}')
+	}
+	return append(dst, "null"...)
+}

@@ -1,0 +1,56 @@
+package pgwriter
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// isDataError reports whether a PostgreSQL error code blames the data of a
+// row, so that splitting the batch can isolate it: data exceptions (class
+// 22), integrity violations other than a duplicate request_id (class 23) and
+// program limits such as a too-large value (class 54).
+func isDataError(code string) bool {
+	if len(code) != 5 {
+		return false
+	}
+	switch code[:2] {
+	case "22", "54":
+		return true
+	case "23":
+		return code != "23505"
+	}
+	return false
+}
+
+// Retryable reports whether err is a transient failure after which writing
+// the same rows again may succeed: the connection failed or was refused, the
+// server is shutting down or starting, too many connections, a serialization
+// failure or deadlock. Data errors and a missing or unusable table are not
+// retryable, nor is a cancelled or expired context.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", // connection exception
+			"53", // insufficient resources: too many connections, disk full, out of memory
+			"57": // operator intervention: admin shutdown, crash shutdown, cannot connect now
+			return pgErr.Code != "57014" // query_canceled is a statement timeout
+		case "40": // serialization failure, deadlock
+			return true
+		case "55":
+			return pgErr.Code == "55P03" // lock not available
+		}
+		return false
+	}
+	// No PostgreSQL code: the failure happened on the way (refused or cut
+	// connection, EOF, broken pipe, "conn closed"), never in the data.
+	return true
+}

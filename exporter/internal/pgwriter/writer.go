@@ -1,0 +1,226 @@
+// Package pgwriter writes audit rows to PostgreSQL: one COPY per batch in the
+// common case, idempotent on replays, and isolating rows PostgreSQL refuses
+// so that the rest of their batch still lands.
+//
+// Both the SDK exporter and the pgaudit Collector exporter write through it.
+package pgwriter
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
+)
+
+//go:embed insert.sql
+var insertSQL string
+
+//go:embed reject.sql
+var rejectSQL string
+
+// Result counts what one Write did with its rows.
+type Result struct {
+	// Inserted rows are new in the audit table.
+	Inserted int
+	// Duplicates were already there (a replay): nothing was written for them.
+	Duplicates int
+	// Rejected rows were refused by PostgreSQL even after sanitising; each
+	// was stored in the reject table with the error.
+	Rejected int
+}
+
+// Writer writes rows to one audit table. It is safe for concurrent use.
+type Writer struct {
+	pool    *pgxpool.Pool
+	table   pgx.Identifier
+	insert  string
+	reject  string
+	columns []string
+}
+
+// New returns a Writer for table (and table_rejects) over pool. The table
+// name must already be valid (see migrations.ValidateTable).
+func New(pool *pgxpool.Pool, table string) *Writer {
+	quoted := pgx.Identifier{table}.Sanitize()
+	rejects := pgx.Identifier{table + "_rejects"}.Sanitize()
+	return &Writer{
+		pool:    pool,
+		table:   pgx.Identifier{table},
+		insert:  strings.ReplaceAll(insertSQL, "audit_log", quoted),
+		reject:  strings.ReplaceAll(rejectSQL, "audit_log_rejects", rejects),
+		columns: auditrow.Columns,
+	}
+}
+
+// Write stores rows. It tries one COPY, the fastest path into an indexed
+// table. When the COPY hits a request_id that is already stored (a retried or
+// replayed batch), it writes the batch again with INSERT ... ON CONFLICT DO
+// NOTHING. When PostgreSQL refuses some row's data, it splits the batch until
+// the refused rows are alone, writes the others, and moves each refused row
+// to the reject table.
+//
+// A returned error means nothing more can be known about the batch: the
+// connection failed (see [Retryable]) or the table is unusable. Writing the
+// same rows again is always safe.
+func (w *Writer) Write(ctx context.Context, rows []auditrow.Row) (Result, error) {
+	if len(rows) == 0 {
+		return Result{}, nil
+	}
+	n, err := w.pool.CopyFrom(ctx, w.table, w.columns, &source{rows: rows, i: -1})
+	if err == nil {
+		return Result{Inserted: int(n)}, nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !(pgErr.Code == "23505" || isDataError(pgErr.Code)) {
+		return Result{}, fmt.Errorf("pgwriter: copy %d rows: %w", len(rows), err)
+	}
+	var res Result
+	if err := w.insertIsolating(ctx, rows, &res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// insertIsolating writes rows idempotently; a data error splits the batch.
+func (w *Writer) insertIsolating(ctx context.Context, rows []auditrow.Row, res *Result) error {
+	inserted, err := w.insertIgnore(ctx, rows)
+	if err == nil {
+		res.Inserted += inserted
+		res.Duplicates += len(rows) - inserted
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !isDataError(pgErr.Code) {
+		return err
+	}
+	if len(rows) == 1 {
+		if err := w.rejectRow(ctx, &rows[0], pgErr); err != nil {
+			return err
+		}
+		res.Rejected++
+		return nil
+	}
+	half := len(rows) / 2
+	if err := w.insertIsolating(ctx, rows[:half], res); err != nil {
+		return err
+	}
+	return w.insertIsolating(ctx, rows[half:], res)
+}
+
+func (w *Writer) insertIgnore(ctx context.Context, rows []auditrow.Row) (int, error) {
+	var c columns
+	c.fill(rows)
+	tag, err := w.pool.Exec(ctx, w.insert,
+		c.requestID, c.timestamp, c.subject, c.role, c.tool, c.backend, c.args,
+		c.status, c.errMsg, c.latency, c.traceID, c.spanID, c.service, c.attributes)
+	if err != nil {
+		return 0, fmt.Errorf("pgwriter: insert %d rows: %w", len(rows), err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// rejectRow stores a row PostgreSQL refused, with the error, as JSON bytes.
+func (w *Writer) rejectRow(ctx context.Context, r *auditrow.Row, cause *pgconn.PgError) error {
+	payload, err := json.Marshal(rejected{
+		RequestID: r.RequestID.String(), Timestamp: r.Timestamp.UTC().Format("2006-01-02T15:04:05.999999999Z"),
+		ClientSubject: r.ClientSubject, ClientRole: r.ClientRole, ToolName: r.ToolName,
+		BackendName: r.BackendName, RequestArgs: string(r.RequestArgs), ResponseStatus: r.ResponseStatus,
+		ErrorMessage: r.ErrorMessage, LatencyMS: r.LatencyMS, TraceID: r.TraceID, SpanID: r.SpanID,
+		ServiceName: r.ServiceName, Attributes: string(r.Attributes),
+	})
+	if err != nil {
+		return fmt.Errorf("pgwriter: encode rejected row %s: %w", r.RequestID, err)
+	}
+	msg := cause.Code + ": " + cause.Message
+	if _, err := w.pool.Exec(ctx, w.reject, r.RequestID.String(), msg, payload); err != nil {
+		return fmt.Errorf("pgwriter: store rejected row %s (%s): %w", r.RequestID, msg, err)
+	}
+	return nil
+}
+
+type rejected struct {
+	RequestID      string `json:"request_id"`
+	Timestamp      string `json:"timestamp"`
+	ClientSubject  string `json:"client_subject"`
+	ClientRole     string `json:"client_role"`
+	ToolName       string `json:"tool_name"`
+	BackendName    string `json:"backend_name"`
+	RequestArgs    string `json:"request_args,omitempty"`
+	ResponseStatus string `json:"response_status"`
+	ErrorMessage   string `json:"error_message,omitempty"`
+	LatencyMS      int64  `json:"latency_ms"`
+	TraceID        string `json:"trace_id,omitempty"`
+	SpanID         string `json:"span_id,omitempty"`
+	ServiceName    string `json:"service_name,omitempty"`
+	Attributes     string `json:"attributes,omitempty"`
+}
+
+// source feeds rows to CopyFrom without building them all up front; pgx
+// encodes them on its own goroutine while the previous chunk is sent.
+type source struct {
+	rows []auditrow.Row
+	i    int
+	vals []any
+}
+
+func (s *source) Next() bool { s.i++; return s.i < len(s.rows) }
+
+func (s *source) Values() ([]any, error) {
+	s.vals = s.rows[s.i].Values(s.vals[:0])
+	return s.vals, nil
+}
+
+func (s *source) Err() error { return nil }
+
+// columns holds a batch column by column for the unnest INSERT.
+type columns struct {
+	requestID  [][16]byte
+	timestamp  []time.Time
+	subject    []string
+	role       []string
+	tool       []string
+	backend    []string
+	args       [][]byte
+	status     []string
+	errMsg     []*string
+	latency    []int64
+	traceID    []*string
+	spanID     []*string
+	service    []*string
+	attributes [][]byte
+}
+
+func opt(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (c *columns) fill(rows []auditrow.Row) {
+	n := len(rows)
+	c.requestID = make([][16]byte, n)
+	c.timestamp = make([]time.Time, n)
+	c.subject, c.role, c.tool, c.backend, c.status = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	c.args, c.attributes = make([][]byte, n), make([][]byte, n)
+	c.errMsg, c.traceID, c.spanID, c.service = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	c.latency = make([]int64, n)
+	for i := range rows {
+		r := &rows[i]
+		c.requestID[i] = r.RequestID
+		c.timestamp[i] = r.Timestamp
+		c.subject[i], c.role[i], c.tool[i], c.backend[i], c.status[i] = r.ClientSubject, r.ClientRole, r.ToolName, r.BackendName, r.ResponseStatus
+		c.args[i], c.attributes[i] = r.RequestArgs, r.Attributes
+		c.errMsg[i], c.traceID[i], c.spanID[i], c.service[i] = opt(r.ErrorMessage), opt(r.TraceID), opt(r.SpanID), opt(r.ServiceName)
+		c.latency[i] = r.LatencyMS
+	}
+}
