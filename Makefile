@@ -1,0 +1,32 @@
+# otelaudit — the two commands a new machine needs:
+#   make demo   the example gateway audits real tool calls into PostgreSQL, then prints audit_log
+#   make test   every test, against a real PostgreSQL (started or installed by scripts/ensure-postgres.sh)
+GO ?= go
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all demo test test-root test-collector bench postgres vet
+
+all: test
+
+postgres:
+	@scripts/ensure-postgres.sh
+
+demo: postgres
+	$(GO) run ./examples/gateway/cmd/demo
+
+test: postgres vet test-root test-collector
+
+vet:
+	$(GO) vet ./...
+
+test-root:
+	$(GO) test -race -count=1 -timeout 45m ./...
+
+test-collector:
+	@if [ -f exporter/collector/go.mod ]; then cd exporter/collector && $(GO) test -race -count=1 -timeout 45m ./...; fi
+
+# Benchmarks against the real PostgreSQL; see BENCHMARKS.md for the figures.
+bench: postgres
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./exporter/ ./instrumentation/
+
+-include mk/*.mk
