@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
@@ -122,3 +123,5 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func connect(t *testing.T, url string) *pgx.Conn { return pgtest.Connect(t, url) }

@@ -356,9 +356,15 @@ func (m *Mapper) requestID(rec *Record, v attribute.Value, present bool, attrs [
 	}
 	m.missing = append(m.missing, key)
 	m.issue("%s: derived from the record's timestamp, trace and attributes", key)
+	// The observed timestamp is the time the SDK first saw the record: it
+	// tells two records apart only when they carry no timestamp of their own.
+	ts := rec.Timestamp
+	if ts.IsZero() {
+		ts = rec.ObservedTimestamp
+	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%d|%s\x00",
-		rec.Timestamp.UnixNano(), rec.ObservedTimestamp.UnixNano(), rec.TraceID, rec.SpanID,
+	fmt.Fprintf(h, "%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%d|%s\x00",
+		ts.UnixNano(), rec.TraceID, rec.SpanID,
 		row.ClientSubject, row.ClientRole, row.ToolName, row.BackendName, row.ResponseStatus,
 		row.ErrorMessage, rec.ServiceName, row.LatencyMS, row.RequestArgs)
 	h.Write(attrs)
