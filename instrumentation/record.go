@@ -61,7 +61,7 @@ func (a *Auditor) build(ctx context.Context, c *Call) log.Record {
 	}
 	subject, role := c.Subject, c.Role
 	if subject == "" && role == "" && a.identity != nil {
-		subject, role = a.identity(ctx)
+		subject, role = a.safeIdentity(ctx)
 	}
 	st := c.status()
 

@@ -1,0 +1,282 @@
+package instrumentation
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/sentinel-gateway/otelaudit"
+	"github.com/sentinel-gateway/otelaudit/instrumentation/internal/audittest"
+)
+
+// recordedArgs records a call with args and returns its arguments as JSON
+// values.
+func recordedArgs(t *testing.T, args any, opts ...Option) any {
+	t.Helper()
+	f := newFixture(t, opts...)
+	f.a.Record(context.Background(), Call{Tool: "t", Args: args})
+	_, attrs := f.only(t)
+	v, ok := attrs[otelaudit.ToolCallArgumentsKey]
+	if !ok {
+		t.Fatalf("no arguments recorded")
+	}
+	return audittest.JSON(v)
+}
+
+func jsonOf(t *testing.T, s string) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+type creds struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+func TestRedaction(t *testing.T) {
+	const R = RedactedValue
+	tests := []struct {
+		name string
+		args any
+		opts []Option
+		want string // JSON
+	}{
+		{"flat", map[string]any{"q": "x", "password": "p"}, nil, `{"q":"x","password":"` + R + `"}`},
+		{"all default keys", map[string]any{
+			"password": 1, "passwd": 1, "secret": 1, "token": 1, "api_key": 1, "apikey": 1,
+			"authorization": 1, "cookie": 1, "credential": 1, "private_key": 1, "plain": 1,
+		}, nil, `{"password":"` + R + `","passwd":"` + R + `","secret":"` + R + `","token":"` + R +
+			`","api_key":"` + R + `","apikey":"` + R + `","authorization":"` + R + `","cookie":"` + R +
+			`","credential":"` + R + `","private_key":"` + R + `","plain":1}`},
+		{"case and containment", map[string]any{
+			"X-Api-Key": "k", "access_token": "t", "PrivateKey": "p", "DB_PASSWORD": "p",
+			"clientSecret": "s", "Set-Cookie": "c", "credentials": "c", "private-key": "p",
+		}, nil, `{"X-Api-Key":"` + R + `","access_token":"` + R + `","PrivateKey":"` + R +
+			`","DB_PASSWORD":"` + R + `","clientSecret":"` + R + `","Set-Cookie":"` + R +
+			`","credentials":"` + R + `","private-key":"` + R + `"}`},
+		{"whole subtree", map[string]any{"secret": map[string]any{"a": 1}}, nil, `{"secret":"` + R + `"}`},
+		{"depth", map[string]any{"a": map[string]any{"b": []any{map[string]any{"token": "t", "ok": true}}}}, nil,
+			`{"a":{"b":[{"token":"` + R + `","ok":true}]}}`},
+		{"nested JSON string", map[string]any{"config": `{"db":{"password":"p","host":"h"}}`}, nil,
+			`{"config":"{\"db\":{\"host\":\"h\",\"password\":\"` + R + `\"}}"}`},
+		{"nested JSON string without secrets is kept", map[string]any{"config": ` {"b": 1, "a": 2}`}, nil,
+			`{"config":" {\"b\": 1, \"a\": 2}"}`},
+		{"JSON array string", map[string]any{"list": `[{"token":"t"}]`}, nil,
+			`{"list":"[{\"token\":\"` + R + `\"}]"}`},
+		{"raw message", json.RawMessage(`{"q":"x","auth":{"Authorization":"Bearer abc"},"n":12345678901234567}`), nil,
+			`{"q":"x","auth":{"Authorization":"` + R + `"},"n":12345678901234567}`},
+		{"raw nested JSON string", json.RawMessage(`{"s":"{\"apikey\":\"k\"}"}`), nil,
+			`{"s":"{\"apikey\":\"` + R + `\"}"}`},
+		{"struct", creds{User: "u", Password: "p"}, nil, `{"user":"u","password":"` + R + `"}`},
+		{"map of strings", map[string]string{"token": "t", "a": "b"}, nil, `{"token":"` + R + `","a":"b"}`},
+		{"slice", []any{map[string]any{"cookie": "c"}, 1, "x"}, nil, `[{"cookie":"` + R + `"},1,"x"]`},
+		{"extra keys", map[string]any{"ssn": "1", "card_number": "2", "q": 3}, []Option{WithRedactKeys("SSN", "card-number")},
+			`{"ssn":"` + R + `","card_number":"` + R + `","q":3}`},
+		{"string", "plain", nil, `"plain"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := recordedArgs(t, tt.args, tt.opts...)
+			want := jsonOf(t, tt.want)
+			// Nested JSON strings are compared as JSON.
+			if !reflect.DeepEqual(normalise(got), normalise(want)) {
+				t.Errorf("got  %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// normalise decodes strings that hold JSON so they compare by value.
+func normalise(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := map[string]any{}
+		for k, e := range x {
+			m[k] = normalise(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			s[i] = normalise(e)
+		}
+		return s
+	case string:
+		if looksLikeJSON(x) {
+			var y any
+			if json.Unmarshal([]byte(x), &y) == nil {
+				return map[string]any{"json": normalise(y)}
+			}
+		}
+	}
+	return v
+}
+
+func TestRedactionLeavesArgsUntouched(t *testing.T) {
+	args := map[string]any{"password": "p", "inner": map[string]any{"token": "t"}, "s": `{"secret":"x"}`}
+	recordedArgs(t, args)
+	if args["password"] != "p" || args["inner"].(map[string]any)["token"] != "t" || args["s"] != `{"secret":"x"}` {
+		t.Fatalf("arguments were modified: %v", args)
+	}
+}
+
+func TestHMAC(t *testing.T) {
+	key := []byte("k1")
+	mac := func(key []byte, s string) string {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(s))
+		return HMACPrefix + hex.EncodeToString(h.Sum(nil))
+	}
+	args := map[string]any{"password": "hunter2", "token": map[string]any{"a": 1}, "q": "x"}
+	a1 := recordedArgs(t, args, WithHMACKey(key)).(map[string]any)
+	a2 := recordedArgs(t, args, WithHMACKey(key)).(map[string]any)
+	b := recordedArgs(t, args, WithHMACKey([]byte("k2"))).(map[string]any)
+	if a1["password"] != mac(key, "hunter2") {
+		t.Errorf("password = %v, want %v", a1["password"], mac(key, "hunter2"))
+	}
+	if a1["token"] != mac(key, `{"a":1}`) {
+		t.Errorf("token = %v, want the HMAC of its JSON", a1["token"])
+	}
+	if a1["password"] != a2["password"] || a1["token"] != a2["token"] {
+		t.Errorf("HMAC not stable: %v vs %v", a1, a2)
+	}
+	if a1["password"] == b["password"] {
+		t.Errorf("HMAC does not depend on the key")
+	}
+	if a1["q"] != "x" {
+		t.Errorf("q = %v", a1["q"])
+	}
+	// Concurrent use of the pooled hashes gives the same results.
+	f := newFixture(t, WithHMACKey(key))
+	done := make(chan struct{})
+	for range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 50 {
+				if got := f.a.redactor.redactString("hunter2"); got != mac(key, "hunter2") {
+					t.Errorf("concurrent HMAC = %v", got)
+					return
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	big := strings.Repeat("x", 200)
+	args := map[string]any{"data": big, "password": "p"}
+	orig, _ := json.Marshal(args)
+	sum := sha256.Sum256(orig)
+	got := recordedArgs(t, args, WithMaxArgsBytes(100)).(map[string]any)
+	want := map[string]any{TruncatedKey: true, SizeKey: float64(len(orig)), SHA256Key: hex.EncodeToString(sum[:])}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+
+	raw := json.RawMessage(`{"data":"` + big + `"}`)
+	rawSum := sha256.Sum256(raw)
+	got = recordedArgs(t, raw, WithMaxArgsBytes(100)).(map[string]any)
+	want = map[string]any{TruncatedKey: true, SizeKey: float64(len(raw)), SHA256Key: hex.EncodeToString(rawSum[:])}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("raw: got %v, want %v", got, want)
+	}
+
+	// Just under the limit is kept.
+	small := map[string]any{"data": strings.Repeat("x", 80)}
+	if got := recordedArgs(t, small, WithMaxArgsBytes(100)).(map[string]any); got["data"] != small["data"] {
+		t.Errorf("arguments under the limit were replaced: %v", got)
+	}
+	// The default limit is 64 KiB.
+	huge := map[string]any{"data": strings.Repeat("<", DefaultMaxArgsBytes/6)}
+	if got := recordedArgs(t, huge).(map[string]any); got[TruncatedKey] != true {
+		t.Errorf("arguments of %d bytes as JSON were not truncated", len(mustJSON(t, huge)))
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestInvalidArgs(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   any
+		reason string
+		sized  bool
+	}{
+		{"channel", make(chan int), "cannot marshal chan int", false},
+		{"func", func() {}, "cannot marshal func()", false},
+		{"panicking MarshalJSON", panicker{}, "cannot marshal instrumentation.panicker: panic", false},
+		{"invalid JSON", json.RawMessage(`{"a":`), "invalid JSON", true},
+		{"trailing data", json.RawMessage(`{"a":1} x`), "invalid JSON", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := recordedArgs(t, tt.args).(map[string]any)
+			if r, _ := got[InvalidKey].(string); !strings.HasPrefix(r, tt.reason) {
+				t.Errorf("marker %v, want reason starting with %q", got, tt.reason)
+			}
+			if _, ok := got[SizeKey]; ok != tt.sized {
+				t.Errorf("marker %v: size present = %v, want %v", got, ok, tt.sized)
+			}
+		})
+	}
+	// A value nested in a map that cannot be marshalled is marked alone.
+	got := recordedArgs(t, map[string]any{"q": "x", "c": make(chan int)}).(map[string]any)
+	if got["q"] != "x" || got["c"].(map[string]any)[InvalidKey] == nil {
+		t.Errorf("got %v", got)
+	}
+}
+
+func TestArgValueTypes(t *testing.T) {
+	f := newFixture(t)
+	f.a.Record(context.Background(), Call{Tool: "t", Args: map[string]any{
+		"i": 1, "f": 1.5, "b": true, "n": nil, "s": []string{"a"}, "big": json.Number("123456789012345678901234567890"),
+	}})
+	_, attrs := f.only(t)
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range attrs[otelaudit.ToolCallArgumentsKey].AsMap() {
+		m[kv.Key] = kv.Value
+	}
+	checks := map[attribute.Key]attribute.Type{
+		"i": attribute.INT64, "f": attribute.FLOAT64, "b": attribute.BOOL, "n": attribute.EMPTY,
+		"s": attribute.STRINGSLICE, "big": attribute.FLOAT64,
+	}
+	for k, typ := range checks {
+		if m[k].Type() != typ {
+			t.Errorf("%s: type %v, want %v", k, m[k].Type(), typ)
+		}
+	}
+}
+
+func TestSecretKeyMatcher(t *testing.T) {
+	r := newRedactor(nil, nil)
+	for _, k := range []string{"password", "PASSWORD", "user_passwd", "x-api-key", "Api.Key", "refreshToken", strings.Repeat("a", 100) + "secret"} {
+		if !r.secret(k) {
+			t.Errorf("%q not secret", k)
+		}
+	}
+	for _, k := range []string{"query", "user", "path", "pass", "key", "api", ""} {
+		if r.secret(k) {
+			t.Errorf("%q secret", k)
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package instrumentation
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sentinel-gateway/otelaudit"
+)
+
+func TestWrap(t *testing.T) {
+	f := newFixture(t)
+	var sawState bool
+	h := f.a.Wrap(func(ctx context.Context, req ToolRequest) (ToolResult, error) {
+		sawState = SetBackend(ctx, "chosen")
+		return ToolResult{Value: "result"}, nil
+	})
+	ctx := ContextWithIdentity(context.Background(), "alice", "admin")
+	res, err := h(ctx, ToolRequest{Tool: "search", Backend: "configured", Args: map[string]any{"token": "t"}})
+	if err != nil || res.Value != "result" {
+		t.Fatalf("got %v, %v", res, err)
+	}
+	if !sawState {
+		t.Errorf("SetBackend found no audited call in the handler's context")
+	}
+	rec, attrs := f.only(t)
+	spans := f.spans.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("got %d spans, want 1", len(spans))
+	}
+	s := spans[0]
+	if s.Name() != "execute_tool search" || s.SpanKind() != trace.SpanKindInternal {
+		t.Errorf("span %q kind %v", s.Name(), s.SpanKind())
+	}
+	if rec.TraceID() != s.SpanContext().TraceID() || rec.SpanID() != s.SpanContext().SpanID() {
+		t.Errorf("record not in the execute_tool span")
+	}
+	spanAttrs := attribute.NewSet(s.Attributes()...)
+	for k, want := range map[attribute.Key]string{
+		otelaudit.GenAIOperationNameKey: otelaudit.OperationExecuteTool,
+		otelaudit.ToolNameKey:           "search",
+		otelaudit.RequestIDKey:          attrs[otelaudit.RequestIDKey].AsString(),
+		otelaudit.BackendNameKey:        "chosen",
+	} {
+		if v, _ := spanAttrs.Value(k); v.AsString() != want {
+			t.Errorf("span %s = %q, want %q", k, v.AsString(), want)
+		}
+	}
+	if got := attrs[otelaudit.BackendNameKey].AsString(); got != "chosen" {
+		t.Errorf("backend = %q, want the one set by the handler", got)
+	}
+	if got := attrs[otelaudit.UserIDKey].AsString(); got != "alice" {
+		t.Errorf("user.id = %q", got)
+	}
+	if got := attrs[otelaudit.ToolCallArgumentsKey].AsMap()[0].Value.AsString(); got != RedactedValue {
+		t.Errorf("token = %q", got)
+	}
+	if SetBackend(context.Background(), "x") {
+		t.Errorf("SetBackend outside an audited call reported true")
+	}
+}
+
+func TestWrapOutcomes(t *testing.T) {
+	boom := errors.New("boom")
+	tests := []struct {
+		name    string
+		res     ToolResult
+		err     error
+		status  otelaudit.Status
+		errType string
+		msg     string
+	}{
+		{"ok", ToolResult{}, nil, otelaudit.StatusOK, "", ""},
+		{"error", ToolResult{}, boom, otelaudit.StatusError, "*errors.errorString", "boom"},
+		{"timeout", ToolResult{}, context.DeadlineExceeded, otelaudit.StatusTimeout, "context.deadlineExceededError", "context deadline exceeded"},
+		{"tool error", ToolResult{IsError: true, ErrorMessage: "no such file"}, nil, otelaudit.StatusError, otelaudit.ErrorTypeToolError, "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			_, err := f.a.Wrap(func(context.Context, ToolRequest) (ToolResult, error) { return tt.res, tt.err })(context.Background(), ToolRequest{Tool: "t"})
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err = %v", err)
+			}
+			_, attrs := f.only(t)
+			if attrs[otelaudit.ResponseStatusKey].AsString() != string(tt.status) ||
+				attrs[otelaudit.ErrorTypeKey].AsString() != tt.errType ||
+				attrs[otelaudit.ErrorMessageKey].AsString() != tt.msg {
+				t.Errorf("status %q type %q msg %q", attrs[otelaudit.ResponseStatusKey].AsString(),
+					attrs[otelaudit.ErrorTypeKey].AsString(), attrs[otelaudit.ErrorMessageKey].AsString())
+			}
+			s := f.spans.Ended()[0]
+			if (s.Status().Code == codes.Error) != (tt.status != otelaudit.StatusOK) {
+				t.Errorf("span status %v", s.Status())
+			}
+		})
+	}
+}
+
+func TestWrapPanic(t *testing.T) {
+	f := newFixture(t)
+	h := f.a.Wrap(func(context.Context, ToolRequest) (ToolResult, error) { panic("tool exploded") })
+	func() {
+		defer func() {
+			if p := recover(); p != "tool exploded" {
+				t.Errorf("recovered %v, want the handler's panic", p)
+			}
+		}()
+		_, _ = h(context.Background(), ToolRequest{Tool: "t"})
+	}()
+	_, attrs := f.only(t)
+	if attrs[otelaudit.ResponseStatusKey].AsString() != string(otelaudit.StatusError) {
+		t.Errorf("status %q", attrs[otelaudit.ResponseStatusKey].AsString())
+	}
+}
+
+type health struct{ err atomic.Pointer[error] }
+
+func (h *health) set(err error) {
+	if err == nil {
+		h.err.Store(nil)
+		return
+	}
+	h.err.Store(&err)
+}
+
+func (h *health) Health(context.Context) error {
+	if p := h.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func TestFailClosed(t *testing.T) {
+	h := &health{}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	f := newFixture(t, WithFailClosed(h), WithMaxRefused(2), WithMeterProvider(mp))
+
+	var mu sync.Mutex
+	var handled []error
+	nHandled := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { mu.Lock(); handled = append(handled, err); mu.Unlock() }))
+	t.Cleanup(func() { otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {})) })
+
+	var calls atomic.Int64
+	wrapped := f.a.Wrap(func(context.Context, ToolRequest) (ToolResult, error) {
+		calls.Add(1)
+		return ToolResult{}, nil
+	})
+	h.set(errors.New("postgres away"))
+	for range 3 {
+		_, err := wrapped(context.Background(), ToolRequest{Tool: "t", Args: map[string]any{"password": "p"}})
+		if !errors.Is(err, ErrAuditUnavailable) || err.Error() != "audit unavailable" {
+			t.Fatalf("err = %v, want ErrAuditUnavailable", err)
+		}
+	}
+	if calls.Load() != 0 {
+		t.Fatalf("the backend was called %d times while the audit was unavailable", calls.Load())
+	}
+	if n := len(f.rec.Records()); n != 0 {
+		t.Fatalf("%d records emitted while the audit was unavailable", n)
+	}
+	if nHandled() != 1 {
+		t.Errorf("overflow reported %d times, want 1: %v", len(handled), handled)
+	}
+	if err := f.a.Allow(context.Background()); !errors.Is(err, ErrAuditUnavailable) {
+		t.Errorf("Allow = %v", err)
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range s.DataPoints {
+					sums[m.Name] += dp.Value
+				}
+			}
+		}
+	}
+	if sums["otelaudit.instrumentation.calls.refused"] != 4 || sums["otelaudit.instrumentation.calls.refused.dropped"] != 1 {
+		t.Errorf("metrics %v", sums)
+	}
+
+	// Healthy again: the next call goes through and the kept refusals are
+	// recorded as denied.
+	h.set(nil)
+	if _, err := wrapped(context.Background(), ToolRequest{Tool: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(f.rec.Records()) == 3 })
+	denied := 0
+	for _, r := range f.rec.Records() {
+		a := auditAttrs(r)
+		if a[otelaudit.ResponseStatusKey].AsString() == string(otelaudit.StatusDenied) {
+			denied++
+			if a[otelaudit.ErrorTypeKey].AsString() != otelaudit.ErrorTypeAuditUnavailable {
+				t.Errorf("error.type = %q", a[otelaudit.ErrorTypeKey].AsString())
+			}
+			if !r.TraceID().IsValid() {
+				t.Errorf("denied record lost its trace")
+			}
+		}
+	}
+	if denied != 2 {
+		t.Errorf("%d denied records, want 2", denied)
+	}
+	waitFor(t, func() bool { return nHandled() == 2 })
+}
+
+func TestFailOpenByDefault(t *testing.T) {
+	f := newFixture(t)
+	if err := f.a.Allow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var nilAuditor *Auditor
+	if err := nilAuditor.Allow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
