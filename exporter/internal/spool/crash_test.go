@@ -2,6 +2,8 @@ package spool
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -45,7 +47,11 @@ func TestCrashHelper(t *testing.T) {
 				time.Sleep(time.Millisecond)
 				continue
 			}
-			i := checkPayload(t, b.Data)
+			if len(b.Data) < 8 || !bytes.Equal(b.Data, payload(binary.LittleEndian.Uint64(b.Data), len(b.Data))) {
+				fmt.Println("error corrupt batch", b)
+				os.Exit(2)
+			}
+			i := binary.LittleEndian.Uint64(b.Data)
 			if err := s.Ack(b); err != nil {
 				fmt.Println("error", err)
 				os.Exit(2)

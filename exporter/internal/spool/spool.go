@@ -181,6 +181,7 @@ type Spool struct {
 	corruptN int64
 	corruptB int64
 	buf      []byte
+	scratch  [20]byte // checksum prefix, guarded by mu
 	notify   chan struct{}
 }
 
@@ -285,7 +286,7 @@ func (s *Spool) scanSegment(seq uint64, path string) (*segment, error) {
 	end := int64(0) // end of the last valid record
 	var off int64
 	for off < int64(len(data)) {
-		n, ok := validRecord(data, seq, off)
+		n, ok := validRecord(&s.scratch, data, seq, off)
 		if ok {
 			seg.records = append(seg.records, record{off: off, n: n})
 			off += RecordOverhead + int64(n)
@@ -293,7 +294,7 @@ func (s *Spool) scanSegment(seq uint64, path string) (*segment, error) {
 			continue
 		}
 		// Damaged: resynchronise on the next magic that starts a valid record.
-		next := resync(data, seq, off+1)
+		next := resync(&s.scratch, data, seq, off+1)
 		s.corruptN++
 		s.corruptB += next - off
 		off = next
@@ -309,7 +310,7 @@ func (s *Spool) scanSegment(seq uint64, path string) (*segment, error) {
 
 // validRecord reports whether a complete record with a good checksum starts
 // at off, and its payload length.
-func validRecord(data []byte, seq uint64, off int64) (uint32, bool) {
+func validRecord(pre *[20]byte, data []byte, seq uint64, off int64) (uint32, bool) {
 	if int64(len(data))-off < RecordOverhead {
 		return 0, false
 	}
@@ -322,7 +323,7 @@ func validRecord(data []byte, seq uint64, off int64) (uint32, bool) {
 		return 0, false
 	}
 	payload := data[off+RecordOverhead : off+RecordOverhead+int64(n)]
-	if checksum(seq, off, n, payload) != binary.LittleEndian.Uint32(h[8:12]) {
+	if checksum(pre, seq, off, n, payload) != binary.LittleEndian.Uint32(h[8:12]) {
 		return 0, false
 	}
 	return n, true
@@ -330,7 +331,7 @@ func validRecord(data []byte, seq uint64, off int64) (uint32, bool) {
 
 // resync returns the offset of the first valid record at or after from, or
 // len(data) when there is none.
-func resync(data []byte, seq uint64, from int64) int64 {
+func resync(pre *[20]byte, data []byte, seq uint64, from int64) int64 {
 	var magic [4]byte
 	binary.LittleEndian.PutUint32(magic[:], recordMagic)
 	for from < int64(len(data)) {
@@ -339,7 +340,7 @@ func resync(data []byte, seq uint64, from int64) int64 {
 			break
 		}
 		cand := from + int64(i)
-		if _, ok := validRecord(data, seq, cand); ok {
+		if _, ok := validRecord(pre, data, seq, cand); ok {
 			return cand
 		}
 		from = cand + 1
@@ -347,8 +348,10 @@ func resync(data []byte, seq uint64, from int64) int64 {
 	return int64(len(data))
 }
 
-func checksum(seq uint64, off int64, n uint32, payload []byte) uint32 {
-	var pre [20]byte
+// checksum computes a record's CRC-32C. pre is scratch space, passed in so
+// that it does not escape to the heap on every call (crc32.Update's
+// assembly makes any slice it sees escape).
+func checksum(pre *[20]byte, seq uint64, off int64, n uint32, payload []byte) uint32 {
 	binary.LittleEndian.PutUint64(pre[0:8], seq)
 	binary.LittleEndian.PutUint64(pre[8:16], uint64(off))
 	binary.LittleEndian.PutUint32(pre[16:20], n)
@@ -417,7 +420,7 @@ func (s *Spool) Append(batch []byte) error {
 	var hdr [RecordOverhead]byte
 	binary.LittleEndian.PutUint32(hdr[0:4], recordMagic)
 	binary.LittleEndian.PutUint32(hdr[4:8], uint32(len(batch)))
-	binary.LittleEndian.PutUint32(hdr[8:12], checksum(seg.seq, off, uint32(len(batch)), batch))
+	binary.LittleEndian.PutUint32(hdr[8:12], checksum(&s.scratch, seg.seq, off, uint32(len(batch)), batch))
 	s.buf = append(append(s.buf[:0], hdr[:]...), batch...)
 	_, err := seg.f.WriteAt(s.buf, off)
 	if err == nil && s.cfg.sync {
@@ -535,7 +538,7 @@ func (s *Spool) Oldest() (b Batch, ok bool, err error) {
 		if _, err := seg.f.ReadAt(buf, r.off); err == nil &&
 			binary.LittleEndian.Uint32(buf[0:4]) == recordMagic &&
 			binary.LittleEndian.Uint32(buf[4:8]) == r.n &&
-			checksum(seg.seq, r.off, r.n, buf[RecordOverhead:]) == binary.LittleEndian.Uint32(buf[8:12]) {
+			checksum(&s.scratch, seg.seq, r.off, r.n, buf[RecordOverhead:]) == binary.LittleEndian.Uint32(buf[8:12]) {
 			return Batch{Data: buf[RecordOverhead:], seq: seg.seq, off: r.off}, true, nil
 		}
 		// Damaged since Open, or unreadable: skip it.

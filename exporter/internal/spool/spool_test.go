@@ -406,7 +406,7 @@ func TestEmbeddedRecordDoesNotResync(t *testing.T) {
 	var hdr [RecordOverhead]byte
 	binary.LittleEndian.PutUint32(hdr[0:4], recordMagic)
 	binary.LittleEndian.PutUint32(hdr[4:8], uint32(len(inner)))
-	binary.LittleEndian.PutUint32(hdr[8:12], checksum(1, 0, uint32(len(inner)), inner))
+	binary.LittleEndian.PutUint32(hdr[8:12], checksum(new([20]byte), 1, 0, uint32(len(inner)), inner))
 	outer := append(append(payload(1, 8), hdr[:]...), inner...)
 	appendT(t, s, payload(0, 30))
 	appendT(t, s, outer)
