@@ -1,0 +1,53 @@
+// Package pgauditexporter is the pgaudit OpenTelemetry Collector exporter: it
+// writes otelaudit audit events (log records whose EventName is
+// "otelaudit.tool_call") to the PostgreSQL audit_log table, one row per tool
+// call, through the same record→row mapping and the same idempotent COPY
+// writer as the in-process otelaudit exporter. Other log records are skipped
+// and counted.
+package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporter/collector"
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+
+	"github.com/sentinel-gateway/otelaudit/exporter/collector/internal/metadata"
+	"github.com/sentinel-gateway/otelaudit/migrations"
+)
+
+// NewFactory returns the factory of the pgaudit exporter.
+func NewFactory() exporter.Factory {
+	return exporter.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		exporter.WithLogs(createLogsExporter, metadata.LogsStability),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		TimeoutConfig: exporterhelper.NewDefaultTimeoutConfig(),
+		BackOffConfig: configretry.NewDefaultBackOffConfig(),
+		QueueConfig:   metadata.NewDefaultSendingQueueConfig(),
+		Table:         migrations.DefaultTable,
+		Migrate:       true,
+	}
+}
+
+func createLogsExporter(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
+	c := cfg.(*Config)
+	exp, err := newLogsExporter(c, set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	return exporterhelper.NewLogs(ctx, set, cfg, exp.pushLogs,
+		exporterhelper.WithStart(exp.start),
+		exporterhelper.WithShutdown(exp.shutdown),
+		exporterhelper.WithTimeout(c.TimeoutConfig),
+		exporterhelper.WithQueue(c.QueueConfig),
+		exporterhelper.WithRetry(c.BackOffConfig),
+	)
+}
