@@ -43,6 +43,9 @@ type ToolResult struct {
 	// ErrorMessage describes the tool's failure, recorded as error.message
 	// when IsError is set.
 	ErrorMessage string
+	// ErrorType, when not empty, is recorded as error.type of a call that
+	// failed (IsError or an error returned), instead of the derived one.
+	ErrorType string
 }
 
 // ToolHandler handles one tool call.
@@ -140,9 +143,12 @@ func (a *Auditor) Invoke(ctx context.Context, req ToolRequest, next ToolHandler)
 
 	c.Latency = time.Since(start)
 	c.Err = err
+	c.ErrorType = res.ErrorType
 	if err == nil && res.IsError {
 		c.Status = otelaudit.StatusError
-		c.ErrorType = otelaudit.ErrorTypeToolError
+		if c.ErrorType == "" {
+			c.ErrorType = otelaudit.ErrorTypeToolError
+		}
 		c.ErrorMessage = res.ErrorMessage
 	}
 	a.finishWithBackend(ctx, span, &c, state)

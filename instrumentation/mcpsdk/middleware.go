@@ -2,8 +2,11 @@ package mcpsdk
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"strings"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/sentinel-gateway/otelaudit"
@@ -49,6 +52,12 @@ func Middleware(a *instrumentation.Auditor, opts ...Option) mcp.Middleware {
 				if ctr, ok := r.(*mcp.CallToolResult); ok && ctr != nil && ctr.IsError {
 					tr.IsError = true
 					tr.ErrorMessage = errorText(ctr)
+				}
+				var werr *jsonrpc.Error
+				if errors.As(err, &werr) {
+					// As the MCP semantic conventions ask: the JSON-RPC
+					// error code.
+					tr.ErrorType = strconv.FormatInt(werr.Code, 10)
 				}
 				return tr, err
 			})
