@@ -79,6 +79,7 @@ const (
 	ackName     = "ACK"
 	ackMagic    = 0x4B434155 // "UACK"
 	ackLen      = 24
+	maxSeq      = 1 << 62 // segment numbers above are ignored, so +1 never overflows
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -232,8 +233,8 @@ func (s *Spool) load() error {
 			continue
 		}
 		seq, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 10, 64)
-		if err != nil || seq == 0 {
-			continue
+		if err != nil || seq == 0 || seq > maxSeq {
+			continue // not a segment of ours
 		}
 		seqs = append(seqs, seq)
 	}
@@ -372,7 +373,7 @@ func readAck(f *os.File) (seq uint64, off int64, ok bool) {
 	}
 	seq = binary.LittleEndian.Uint64(b[4:12])
 	o := binary.LittleEndian.Uint64(b[12:20])
-	if o > 1<<62 {
+	if o > 1<<62 || seq == 0 || seq > maxSeq {
 		return 0, 0, false
 	}
 	return seq, int64(o), true
