@@ -1,0 +1,143 @@
+package instrumentation
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/sentinel-gateway/otelaudit"
+)
+
+// discard is an sdk/log Exporter that drops everything.
+type discard struct{}
+
+func (discard) Export(context.Context, []sdklog.Record) error { return nil }
+func (discard) Shutdown(context.Context) error                { return nil }
+func (discard) ForceFlush(context.Context) error              { return nil }
+
+func benchProvider(b *testing.B, opts ...sdklog.LoggerProviderOption) *sdklog.LoggerProvider {
+	lp := sdklog.NewLoggerProvider(append([]sdklog.LoggerProviderOption{
+		sdklog.WithProcessor(sdklog.NewBatchProcessor(discard{})),
+	}, opts...)...)
+	b.Cleanup(func() { _ = lp.Shutdown(context.Background()) })
+	return lp
+}
+
+func benchCtx() context.Context {
+	tid, _ := trace.TraceIDFromHex("0102030405060708090a0b0c0d0e0f10")
+	sid, _ := trace.SpanIDFromHex("0102030405060708")
+	return trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled,
+	}))
+}
+
+var benchArgs = map[string]any{"query": "opentelemetry audit", "limit": 10, "lang": "en"}
+
+const benchRequestID = "01890a5d-ac96-774b-bcce-b302099a8057"
+
+// sdkEmit emits, with the SDK alone, the record Record makes of benchCall:
+// same event name, timestamp, severity and attributes.
+func sdkEmit(ctx context.Context, l log.Logger, start time.Time) {
+	var r log.Record
+	r.SetEventName(otelaudit.EventName)
+	r.SetTimestamp(start)
+	r.SetSeverity(log.SeverityInfo)
+	r.AddAttributes(
+		otelaudit.RequestIDKey.String(benchRequestID),
+		otelaudit.GenAIOperationNameKey.String(otelaudit.OperationExecuteTool),
+		otelaudit.ToolNameKey.String("search"),
+		otelaudit.BackendNameKey.String("docs"),
+		otelaudit.UserIDKey.String("alice"),
+		otelaudit.UserRolesKey.StringSlice([]string{"admin"}),
+		otelaudit.ResponseStatusKey.String("ok"),
+		otelaudit.LatencyMSKey.Int64(12),
+		attribute.KeyValue{Key: otelaudit.ToolCallArgumentsKey, Value: attribute.MapValue(
+			attribute.String("query", "opentelemetry audit"),
+			attribute.Int("limit", 10),
+			attribute.String("lang", "en"),
+		)},
+		otelaudit.MCPMethodNameKey.String(otelaudit.MethodToolsCall),
+		otelaudit.MCPSessionIDKey.String("sess-1"),
+		otelaudit.JSONRPCRequestIDKey.String("42"),
+	)
+	l.Emit(ctx, r)
+}
+
+func benchCall(start time.Time) Call {
+	return Call{
+		Start: start, Subject: "alice", Role: "admin", Tool: "search", Backend: "docs",
+		Args: benchArgs, Latency: 12 * time.Millisecond,
+		Method: otelaudit.MethodToolsCall, SessionID: "sess-1", JSONRPCID: "42",
+	}
+}
+
+func benchEmitAndRecord(b *testing.B, opts ...sdklog.LoggerProviderOption) {
+	ctx := benchCtx()
+	start := time.Now()
+	b.Run("SDKEmit", func(b *testing.B) {
+		l := benchProvider(b, opts...).Logger(ScopeName)
+		b.ReportAllocs()
+		for b.Loop() {
+			sdkEmit(ctx, l, start)
+		}
+	})
+	b.Run("Record", func(b *testing.B) {
+		a := New(WithLoggerProvider(benchProvider(b, opts...)), WithTracerProvider(tracenoop.NewTracerProvider()))
+		c := benchCall(start)
+		b.ReportAllocs()
+		for b.Loop() {
+			a.Record(ctx, c)
+		}
+	})
+	b.Run("RecordSecret", func(b *testing.B) {
+		a := New(WithLoggerProvider(benchProvider(b, opts...)), WithTracerProvider(tracenoop.NewTracerProvider()))
+		c := benchCall(start)
+		c.Args = map[string]any{"query": "opentelemetry audit", "limit": 10, "api_key": "sk-live-123"}
+		b.ReportAllocs()
+		for b.Loop() {
+			a.Record(ctx, c)
+		}
+	})
+}
+
+// BenchmarkRecord compares the SDK's own Emit of an audit record with Record
+// of the same call, with the SDK's default attribute de-duplication.
+func BenchmarkRecord(b *testing.B) { benchEmitAndRecord(b) }
+
+// BenchmarkRecordAllowDup is BenchmarkRecord with
+// sdklog.WithAllowKeyDuplication: the Auditor never emits duplicate keys.
+func BenchmarkRecordAllowDup(b *testing.B) { benchEmitAndRecord(b, sdklog.WithAllowKeyDuplication()) }
+
+func bareHandler(_ context.Context, req ToolRequest) (ToolResult, error) {
+	return ToolResult{Value: req.Tool}, nil
+}
+
+// BenchmarkHandler compares a bare tool handler with the same handler
+// wrapped by Wrap (which also starts and ends the execute_tool span, here
+// with the SDK's tracer provider of the global default: no-op).
+func BenchmarkHandler(b *testing.B) {
+	ctx := ContextWithIdentity(context.Background(), "alice", "admin")
+	req := ToolRequest{Tool: "search", Backend: "docs", Args: benchArgs,
+		Method: otelaudit.MethodToolsCall, SessionID: "sess-1", JSONRPCID: "42"}
+	b.Run("Bare", func(b *testing.B) {
+		var h ToolHandler = bareHandler
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = h(ctx, req)
+		}
+	})
+	b.Run("Wrap", func(b *testing.B) {
+		a := New(WithLoggerProvider(benchProvider(b)), WithTracerProvider(tracenoop.NewTracerProvider()))
+		h := a.Wrap(bareHandler)
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = h(ctx, req)
+		}
+	})
+}
