@@ -31,8 +31,7 @@ type Exporter struct {
 
 	mu     sync.Mutex // serialises Export's use of the scratch state below
 	mapper auditrow.Mapper
-	recs   []auditrow.Record
-	rows   []auditrow.Row
+	src    lazyRows
 	attrs  []attribute.KeyValue
 	res    *resource.Resource
 	svc    string
@@ -83,34 +82,68 @@ func (e *Exporter) Export(ctx context.Context, records []sdklog.Record) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
-	e.recs, e.attrs = e.recs[:0], e.attrs[:0]
-	for i := range records {
-		e.recs = append(e.recs, e.record(&records[i]))
-	}
-	e.mapper.Reset()
-	var skipped int
-	e.rows, skipped = e.mapper.MapAll(e.rows[:0], e.recs)
-	e.stats.skipped.Add(int64(skipped))
-	clear(e.recs) // drop references to the SDK's attribute values
-	clear(e.attrs)
-
-	res, err := e.write(ctx, e.rows)
+	// Map lazily: the COPY encodes and sends each row as soon as it is
+	// mapped, so mapping overlaps with PostgreSQL ingesting the rows before.
+	e.src.reset(e, records)
+	e.stats.skipped.Add(int64(len(records) - len(e.src.audit)))
+	res, err := e.write(ctx, &e.src)
 	e.stats.add(res)
+	n := len(e.src.audit)
+	e.src.release()
 	if err != nil {
-		return fmt.Errorf("otelaudit exporter: %d records not written: %w", len(e.rows), err)
+		return fmt.Errorf("otelaudit exporter: %d records not written: %w", n, err)
 	}
 	return nil
 }
 
-// record copies what the mapping needs out of an SDK record. The attributes
-// share one scratch slice: Map consumes them before the next record.
-func (e *Exporter) record(r *sdklog.Record) auditrow.Record {
-	start := len(e.attrs)
+// lazyRows is the pgwriter.Source of one Export: it maps the audit records
+// of the batch in order, on first use.
+type lazyRows struct {
+	e       *Exporter
+	records []sdklog.Record
+	audit   []int // indexes of the audit events in records
+	rows    []auditrow.Row
+	rec     auditrow.Record
+}
+
+func (l *lazyRows) reset(e *Exporter, records []sdklog.Record) {
+	l.e, l.records = e, records
+	l.audit = l.audit[:0]
+	for i := range records {
+		if auditrow.IsAuditEvent(records[i].EventName()) {
+			l.audit = append(l.audit, i)
+		}
+	}
+	l.rows = l.rows[:0]
+	e.mapper.Reset()
+}
+
+// release drops every reference to the SDK's records.
+func (l *lazyRows) release() {
+	l.records = nil
+	l.rec = auditrow.Record{}
+	clear(l.e.attrs)
+}
+
+func (l *lazyRows) Len() int { return len(l.audit) }
+
+func (l *lazyRows) Row(i int) *auditrow.Row {
+	for len(l.rows) <= i {
+		l.e.attrs = l.e.attrs[:0]
+		l.e.record(&l.records[l.audit[len(l.rows)]], &l.rec)
+		l.rows = append(l.rows, l.e.mapper.Map(&l.rec))
+	}
+	return &l.rows[i]
+}
+
+// record copies what the mapping needs out of an SDK record into dst. The
+// attributes go to one scratch slice: Map consumes them before the next.
+func (e *Exporter) record(r *sdklog.Record, dst *auditrow.Record) {
 	r.WalkAttributes(func(kv attribute.KeyValue) bool {
 		e.attrs = append(e.attrs, kv)
 		return true
 	})
-	return auditrow.Record{
+	*dst = auditrow.Record{
 		Timestamp:         r.Timestamp(),
 		ObservedTimestamp: r.ObservedTimestamp(),
 		TraceID:           r.TraceID(),
@@ -118,7 +151,7 @@ func (e *Exporter) record(r *sdklog.Record) auditrow.Record {
 		EventName:         r.EventName(),
 		ServiceName:       e.serviceName(r.Resource()),
 		Body:              r.Body(),
-		Attributes:        e.attrs[start:len(e.attrs):len(e.attrs)],
+		Attributes:        e.attrs,
 	}
 }
 
@@ -135,9 +168,9 @@ func (e *Exporter) serviceName(res *resource.Resource) string {
 	return e.svc
 }
 
-func (e *Exporter) write(ctx context.Context, rows []auditrow.Row) (pgwriter.Result, error) {
+func (e *Exporter) write(ctx context.Context, src pgwriter.Source) (pgwriter.Result, error) {
 	if !e.retry.Enabled {
-		return e.writer.Write(ctx, rows)
+		return e.writer.WriteSource(ctx, src)
 	}
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = e.retry.InitialInterval
@@ -149,7 +182,7 @@ func (e *Exporter) write(ctx context.Context, rows []auditrow.Row) (pgwriter.Res
 	var res pgwriter.Result
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		var err error
-		res, err = e.writer.Write(ctx, rows)
+		res, err = e.writer.WriteSource(ctx, src)
 		if err != nil && !pgwriter.Retryable(err) {
 			return struct{}{}, backoff.Permanent(err)
 		}

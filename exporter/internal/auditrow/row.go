@@ -81,25 +81,26 @@ var Columns = []string{
 }
 
 // Values appends the row's column values, in [Columns] order, to dst, with
-// nil for NULL.
+// nil for NULL. The values point into r, so that handing them to pgx boxes
+// nothing: r must stay unchanged until they are encoded.
 func (r *Row) Values(dst []any) []any {
 	return append(dst,
-		r.RequestID, r.Timestamp, r.ClientSubject, r.ClientRole, r.ToolName,
-		r.BackendName, nullJSON(r.RequestArgs), r.ResponseStatus, nullText(r.ErrorMessage),
-		r.LatencyMS, nullText(r.TraceID), nullText(r.SpanID), nullText(r.ServiceName),
-		nullJSON(r.Attributes),
+		(*[16]byte)(&r.RequestID), &r.Timestamp, &r.ClientSubject, &r.ClientRole, &r.ToolName,
+		&r.BackendName, nullJSON(&r.RequestArgs), &r.ResponseStatus, nullText(&r.ErrorMessage),
+		&r.LatencyMS, nullText(&r.TraceID), nullText(&r.SpanID), nullText(&r.ServiceName),
+		nullJSON(&r.Attributes),
 	)
 }
 
-func nullText(s string) any {
-	if s == "" {
+func nullText(s *string) any {
+	if *s == "" {
 		return nil
 	}
 	return s
 }
 
-func nullJSON(b []byte) any {
-	if b == nil {
+func nullJSON(b *[]byte) any {
+	if *b == nil {
 		return nil
 	}
 	return b

@@ -61,69 +61,94 @@ func New(pool *pgxpool.Pool, table string) *Writer {
 	}
 }
 
-// Write stores rows. It tries one COPY, the fastest path into an indexed
-// table. When the COPY hits a request_id that is already stored (a retried or
-// replayed batch), it writes the batch again with INSERT ... ON CONFLICT DO
-// NOTHING. When PostgreSQL refuses some row's data, it splits the batch until
-// the refused rows are alone, writes the others, and moves each refused row
-// to the reject table.
+// Source supplies the rows of one batch, so that a caller can map its
+// records while the COPY streams the rows before them. Row is called with i
+// ascending from 0 during the COPY, on another goroutine but never
+// concurrently; afterwards, on the caller's goroutine, with any i.
+type Source interface {
+	Len() int
+	Row(i int) *auditrow.Row
+}
+
+// Rows is a Source over rows already mapped.
+type Rows []auditrow.Row
+
+// Len returns the number of rows.
+func (r Rows) Len() int { return len(r) }
+
+// Row returns row i.
+func (r Rows) Row(i int) *auditrow.Row { return &r[i] }
+
+// Write stores rows; see [Writer.WriteSource].
+func (w *Writer) Write(ctx context.Context, rows []auditrow.Row) (Result, error) {
+	return w.WriteSource(ctx, Rows(rows))
+}
+
+// WriteSource stores the rows of src. It tries one COPY, the fastest path
+// into an indexed table. When the COPY hits a request_id that is already
+// stored (a retried or replayed batch), it writes the batch again with
+// INSERT ... ON CONFLICT DO NOTHING. When PostgreSQL refuses some row's data,
+// it splits the batch until the refused rows are alone, writes the others,
+// and moves each refused row to the reject table.
 //
 // A returned error means nothing more can be known about the batch: the
 // connection failed (see [Retryable]) or the table is unusable. Writing the
 // same rows again is always safe.
-func (w *Writer) Write(ctx context.Context, rows []auditrow.Row) (Result, error) {
-	if len(rows) == 0 {
+func (w *Writer) WriteSource(ctx context.Context, src Source) (Result, error) {
+	n := src.Len()
+	if n == 0 {
 		return Result{}, nil
 	}
-	n, err := w.pool.CopyFrom(ctx, w.table, w.columns, &source{rows: rows, i: -1})
+	copied, err := w.pool.CopyFrom(ctx, w.table, w.columns, &copySource{src: src, n: n, i: -1})
 	if err == nil {
-		return Result{Inserted: int(n)}, nil
+		return Result{Inserted: int(copied)}, nil
 	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || !(pgErr.Code == "23505" || isDataError(pgErr.Code)) {
-		return Result{}, fmt.Errorf("pgwriter: copy %d rows: %w", len(rows), err)
+		return Result{}, fmt.Errorf("pgwriter: copy %d rows: %w", n, err)
 	}
 	var res Result
-	if err := w.insertIsolating(ctx, rows, &res); err != nil {
+	if err := w.insertIsolating(ctx, src, 0, n, &res); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-// insertIsolating writes rows idempotently; a data error splits the batch.
-func (w *Writer) insertIsolating(ctx context.Context, rows []auditrow.Row, res *Result) error {
-	inserted, err := w.insertIgnore(ctx, rows)
+// insertIsolating writes rows [lo, hi) of src idempotently; a data error
+// splits the range.
+func (w *Writer) insertIsolating(ctx context.Context, src Source, lo, hi int, res *Result) error {
+	inserted, err := w.insertIgnore(ctx, src, lo, hi)
 	if err == nil {
 		res.Inserted += inserted
-		res.Duplicates += len(rows) - inserted
+		res.Duplicates += hi - lo - inserted
 		return nil
 	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || !isDataError(pgErr.Code) {
 		return err
 	}
-	if len(rows) == 1 {
-		if err := w.rejectRow(ctx, &rows[0], pgErr); err != nil {
+	if hi-lo == 1 {
+		if err := w.rejectRow(ctx, src.Row(lo), pgErr); err != nil {
 			return err
 		}
 		res.Rejected++
 		return nil
 	}
-	half := len(rows) / 2
-	if err := w.insertIsolating(ctx, rows[:half], res); err != nil {
+	mid := lo + (hi-lo)/2
+	if err := w.insertIsolating(ctx, src, lo, mid, res); err != nil {
 		return err
 	}
-	return w.insertIsolating(ctx, rows[half:], res)
+	return w.insertIsolating(ctx, src, mid, hi, res)
 }
 
-func (w *Writer) insertIgnore(ctx context.Context, rows []auditrow.Row) (int, error) {
+func (w *Writer) insertIgnore(ctx context.Context, src Source, lo, hi int) (int, error) {
 	var c columns
-	c.fill(rows)
+	c.fill(src, lo, hi)
 	tag, err := w.pool.Exec(ctx, w.insert,
 		c.requestID, c.timestamp, c.subject, c.role, c.tool, c.backend, c.args,
 		c.status, c.errMsg, c.latency, c.traceID, c.spanID, c.service, c.attributes)
 	if err != nil {
-		return 0, fmt.Errorf("pgwriter: insert %d rows: %w", len(rows), err)
+		return 0, fmt.Errorf("pgwriter: insert %d rows: %w", hi-lo, err)
 	}
 	return int(tag.RowsAffected()), nil
 }
@@ -166,20 +191,20 @@ type rejected struct {
 
 // source feeds rows to CopyFrom without building them all up front; pgx
 // encodes them on its own goroutine while the previous chunk is sent.
-type source struct {
-	rows []auditrow.Row
-	i    int
+type copySource struct {
+	src  Source
+	n, i int
 	vals []any
 }
 
-func (s *source) Next() bool { s.i++; return s.i < len(s.rows) }
+func (s *copySource) Next() bool { s.i++; return s.i < s.n }
 
-func (s *source) Values() ([]any, error) {
-	s.vals = s.rows[s.i].Values(s.vals[:0])
+func (s *copySource) Values() ([]any, error) {
+	s.vals = s.src.Row(s.i).Values(s.vals[:0])
 	return s.vals, nil
 }
 
-func (s *source) Err() error { return nil }
+func (s *copySource) Err() error { return nil }
 
 // columns holds a batch column by column for the unnest INSERT.
 type columns struct {
@@ -206,16 +231,16 @@ func opt(s string) *string {
 	return &s
 }
 
-func (c *columns) fill(rows []auditrow.Row) {
-	n := len(rows)
+func (c *columns) fill(src Source, lo, hi int) {
+	n := hi - lo
 	c.requestID = make([][16]byte, n)
 	c.timestamp = make([]time.Time, n)
 	c.subject, c.role, c.tool, c.backend, c.status = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	c.args, c.attributes = make([][]byte, n), make([][]byte, n)
 	c.errMsg, c.traceID, c.spanID, c.service = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	c.latency = make([]int64, n)
-	for i := range rows {
-		r := &rows[i]
+	for i := range n {
+		r := src.Row(lo + i)
 		c.requestID[i] = r.RequestID
 		c.timestamp[i] = r.Timestamp
 		c.subject[i], c.role[i], c.tool[i], c.backend[i], c.status[i] = r.ClientSubject, r.ClientRole, r.ToolName, r.BackendName, r.ResponseStatus
