@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/log"
+	lognoop "go.opentelemetry.io/otel/log/noop"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/sentinel-gateway/otelaudit/exporter"
+)
+
+// Telemetry is the gateway's TracerProvider and LoggerProvider.
+//
+// By default audit records go straight to PostgreSQL through the otelaudit
+// exporter, and spans are created (each audit row carries the trace id of
+// its execute_tool span) but not exported. When OTEL_EXPORTER_OTLP_ENDPOINT
+// (or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) is set, logs and traces go over
+// OTLP/HTTP instead, to a Collector whose pgaudit exporter writes the rows:
+// the exporters read their settings from the standard OTEL_EXPORTER_OTLP_*
+// variables, so the switch needs no code change.
+type Telemetry struct {
+	TracerProvider *sdktrace.TracerProvider
+	// LoggerProvider is a no-op provider when audit is disabled.
+	LoggerProvider log.LoggerProvider
+	// Mode says where audit records go: "postgres", "otlp" or "off".
+	Mode string
+
+	shutdownLogs func(context.Context) error
+}
+
+// otlpEnabled reports whether the OTLP environment asks for export to a
+// Collector.
+func otlpEnabled() bool {
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") != ""
+}
+
+// NewTelemetry sets up the providers for cfg.
+func NewTelemetry(ctx context.Context, cfg *Config) (*Telemetry, error) {
+	res := resource.NewSchemaless(
+		attribute.String("service.name", cfg.ServiceName),
+		attribute.String("service.version", Version),
+	)
+	t := &Telemetry{}
+	traceOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if otlpEnabled() {
+		te, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTLP trace exporter: %w", err)
+		}
+		traceOpts = append(traceOpts, sdktrace.WithBatcher(te))
+	}
+	t.TracerProvider = sdktrace.NewTracerProvider(traceOpts...)
+
+	var proc sdklog.Processor
+	switch {
+	case !cfg.Audit.IsEnabled():
+		t.Mode = "off"
+		t.LoggerProvider = lognoop.NewLoggerProvider()
+		return t, nil
+	case otlpEnabled():
+		t.Mode = "otlp"
+		le, err := otlploghttp.New(ctx)
+		if err != nil {
+			_ = t.TracerProvider.Shutdown(ctx)
+			return nil, fmt.Errorf("telemetry: OTLP log exporter: %w", err)
+		}
+		proc = sdklog.NewBatchProcessor(le, batchOptions(cfg.Audit)...)
+	default:
+		t.Mode = "postgres"
+		// New applies the audit_log migrations.
+		exp, err := exporter.New(ctx, exporter.WithDatabaseURL(cfg.DatabaseURL))
+		if err != nil {
+			_ = t.TracerProvider.Shutdown(ctx)
+			return nil, fmt.Errorf("telemetry: audit exporter: %w", err)
+		}
+		proc = exporter.NewProcessor(exp, batchOptions(cfg.Audit)...)
+	}
+	lp := sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(proc))
+	t.LoggerProvider, t.shutdownLogs = lp, lp.Shutdown
+	return t, nil
+}
+
+// batchOptions turns the audit settings into batch processor options.
+func batchOptions(a AuditConfig) []sdklog.BatchProcessorOption {
+	var opts []sdklog.BatchProcessorOption
+	if a.MaxQueueSize > 0 {
+		opts = append(opts, sdklog.WithMaxQueueSize(a.MaxQueueSize))
+	}
+	if a.MaxBatchSize > 0 {
+		opts = append(opts, sdklog.WithExportMaxBatchSize(a.MaxBatchSize))
+	}
+	if a.ExportInterval > 0 {
+		opts = append(opts, sdklog.WithExportInterval(a.ExportInterval))
+	}
+	return opts
+}
+
+// Shutdown flushes and stops both providers: once it returns, every audit
+// record emitted before is in PostgreSQL (or handed to the Collector).
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	var errs []error
+	if err := t.TracerProvider.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shut down tracer provider: %w", err))
+	}
+	if t.shutdownLogs != nil {
+		if err := t.shutdownLogs(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shut down logger provider (audit flush): %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
