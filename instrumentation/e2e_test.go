@@ -118,11 +118,11 @@ func TestEndToEnd(t *testing.T) {
 	type row struct {
 		requestID, subject, role, tool, backend, status string
 		args                                            []byte
-		errMsg, traceID, spanID, service               *string
-		latency                                        int64
-		ts                                             time.Time
-		attrs                                          []byte
-		whole                                          string
+		errMsg, traceID, spanID, service                *string
+		latency                                         int64
+		ts                                              time.Time
+		attrs                                           []byte
+		whole                                           string
 	}
 	get := func(tool string) row {
 		t.Helper()
