@@ -190,7 +190,7 @@ func TestBadInputLandsWithTheRestOfItsBatch(t *testing.T) {
 	if r := got["args-scalar"]; *r.Args != "42" {
 		t.Errorf("args-scalar: args %s", *r.Args)
 	}
-	if r := got["args-huge"]; !strings.Contains(*r.Args, `"original_bytes": 3145739`) || !strings.Contains(*r.Args, `"sha256"`) {
+	if r := got["args-huge"]; !strings.Contains(*r.Args, `"otelaudit.size": 3145739`) || !strings.Contains(*r.Args, `"otelaudit.sha256"`) {
 		t.Errorf("args-huge: args %s", *r.Args)
 	}
 	if r := got["args-deep"]; r.ArgsJSON != deep || !strings.Contains(issues(r), "deeper than") {

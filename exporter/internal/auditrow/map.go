@@ -333,7 +333,7 @@ func (m *Mapper) limitArgs(doc []byte, start int) []byte {
 	}
 	sum := sha256.Sum256(doc)
 	m.arena = m.arena[:start]
-	m.arena = fmt.Appendf(m.arena, `{"otelaudit.truncated":true,"original_bytes":%d,"sha256":"%s"}`, len(doc), hex.EncodeToString(sum[:]))
+	m.arena = fmt.Appendf(m.arena, `{"otelaudit.truncated":true,"otelaudit.size":%d,"otelaudit.sha256":"%s"}`, len(doc), hex.EncodeToString(sum[:]))
 	m.issue("%s: %d bytes exceed the %d-byte limit; replaced by a size and SHA-256 marker", otelaudit.ToolCallArgumentsKey, len(doc), limit)
 	return m.arena[start:len(m.arena):len(m.arena)]
 }
