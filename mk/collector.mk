@@ -1,0 +1,25 @@
+# otelcol-audit: the Collector distribution with the pgaudit exporter.
+# Included by the top-level Makefile (include mk/*.mk).
+#
+#   make collector            build collector-config/_build/otelcol-audit/otelcol-audit
+#                             (skipped when the binary is newer than its inputs)
+#   make collector-validate   `otelcol-audit validate` every shipped config
+#   make collector-test       the pgaudit module's tests (unit, e2e, persistence)
+
+OTELCOL_AUDIT := collector-config/_build/otelcol-audit/otelcol-audit
+COLLECTOR_CONFIGS := collector-config/gateway.yaml collector-config/agent.yaml
+
+.PHONY: collector collector-validate collector-test
+
+collector:
+	@collector-config/build.sh
+
+collector-validate: collector
+	@for c in $(COLLECTOR_CONFIGS); do \
+		OTELAUDIT_DATABASE_URL=postgres://otelaudit@localhost:5432/audit \
+		OTELAUDIT_GATEWAY_ENDPOINT=http://localhost:4318 \
+		$(OTELCOL_AUDIT) validate --config $$c && echo "$$c: valid" || exit 1; \
+	done
+
+collector-test: collector
+	cd exporter/collector && go test -race -count=1 -timeout 20m ./...
