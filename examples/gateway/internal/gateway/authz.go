@@ -17,8 +17,10 @@ import (
 )
 
 // CodeForbidden is the JSON-RPC error code of a tool call the caller's role
-// may not make. JSON-RPC leaves -32000 to -32099 to implementations.
-const CodeForbidden = -32003
+// may not make. JSON-RPC leaves -32000 to -32099 to implementations; the Go
+// SDK and MCP use -32001 to -32005 and -32020 to -32022 (-32003 makes the Go
+// client treat the connection as closed) and -32042, so this is clear of them.
+const CodeForbidden = -32040
 
 // authorizer enforces the per-role tool allow-lists.
 type authorizer struct {
