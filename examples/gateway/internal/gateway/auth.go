@@ -20,6 +20,9 @@ import (
 // AnonymousSubject is the client_subject of requests without a valid token.
 const AnonymousSubject = "anonymous"
 
+// NoRole is the client_role of requests without a valid token.
+const NoRole = "none"
+
 // maxPeekBytes bounds how much of an unauthenticated request's body is read
 // to find the tool it tried to call.
 const maxPeekBytes = 64 << 10
@@ -110,8 +113,8 @@ func (a *authenticator) auditDenied(r *http.Request, body []byte, latency time.D
 	defer span.End()
 	c := instrumentation.Call{
 		Subject:      AnonymousSubject,
+		Role:         NoRole,
 		Tool:         msg.tool,
-		Args:         msg.args,
 		Status:       otelaudit.StatusDenied,
 		ErrorType:    "unauthenticated",
 		ErrorMessage: fmt.Sprintf("HTTP 401: %s (%s %s)", reason, r.Method, r.URL.Path),
@@ -120,8 +123,19 @@ func (a *authenticator) auditDenied(r *http.Request, body []byte, latency time.D
 		SessionID:    r.Header.Get("Mcp-Session-Id"),
 		JSONRPCID:    msg.id,
 	}
-	if msg.tool != "" && a.route != nil {
-		c.Backend = a.route(msg.tool)
+	if len(msg.args) > 0 {
+		c.Args = msg.args
+	}
+	if c.Tool == "" {
+		// Not a tool call (initialize, the GET event stream, ...): name
+		// what was attempted instead.
+		c.Tool = "(" + r.Method + ")"
+		if msg.method != "" {
+			c.Tool = "(" + msg.method + ")"
+		}
+	}
+	if a.route != nil {
+		c.Backend = a.route(c.Tool)
 	}
 	a.auditor.Record(ctx, c)
 }

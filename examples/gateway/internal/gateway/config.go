@@ -293,6 +293,8 @@ func (c *Config) Finish() error {
 		f := fmt.Sprintf("backends[%d]", i)
 		if b.Name == "" {
 			bad(f+".name", "is required")
+		} else if b.Name == GatewayBackend {
+			bad(f+".name", "%q is reserved for calls the gateway answers itself", GatewayBackend)
 		} else if j, dup := names[b.Name]; dup {
 			bad(f+".name", "%q is also backends[%d].name", b.Name, j)
 		} else {

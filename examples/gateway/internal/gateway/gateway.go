@@ -127,8 +127,19 @@ func (g *Gateway) startBackends(ctx context.Context) error {
 	return nil
 }
 
-// route returns the backend serving tool, or "" for an unknown tool.
-func (g *Gateway) route(tool string) string { return g.routes[tool] }
+// GatewayBackend is the backend_name of calls the gateway answers itself
+// because no backend serves the tool (unknown tools, unauthenticated
+// requests that are not tool calls).
+const GatewayBackend = "gateway"
+
+// route returns the backend serving tool, or [GatewayBackend] for a tool no
+// backend serves.
+func (g *Gateway) route(tool string) string {
+	if b, ok := g.routes[tool]; ok {
+		return b
+	}
+	return GatewayBackend
+}
 
 // Tools returns the names of every tool the gateway serves, with their
 // backends.
