@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
@@ -38,12 +40,18 @@ var DefaultRetryConfig = RetryConfig{
 }
 
 type config struct {
-	databaseURL  string
-	pool         *pgxpool.Pool
-	migrate      bool
-	table        string
-	maxArgsBytes int
-	retry        RetryConfig
+	databaseURL   string
+	pool          *pgxpool.Pool
+	migrate       bool
+	table         string
+	maxArgsBytes  int
+	retry         RetryConfig
+	retrySet      bool
+	spoolDir      string
+	spoolMax      int64
+	spoolWait     bool
+	meterProvider metric.MeterProvider
+	probeInterval time.Duration
 }
 
 func newConfig(opts []Option) config {
@@ -51,9 +59,19 @@ func newConfig(opts []Option) config {
 		migrate: true,
 		table:   migrations.DefaultTable,
 		retry:   DefaultRetryConfig,
+
+		probeInterval: 250 * time.Millisecond,
 	}
 	for _, o := range opts {
 		c = o.apply(c)
+	}
+	if c.spoolDir != "" && !c.retrySet {
+		// With a spool, a batch waits a short while for PostgreSQL, then
+		// goes to disk so that the in-memory queue keeps draining.
+		c.retry.MaxElapsedTime = DefaultSpoolAfter
+	}
+	if c.meterProvider == nil {
+		c.meterProvider = otel.GetMeterProvider()
 	}
 	if c.pool == nil && c.databaseURL == "" {
 		c.databaseURL = os.Getenv(EnvDatabaseURL)
@@ -106,5 +124,41 @@ func WithMaxArgsBytes(n int) Option {
 
 // WithRetry sets the retry policy for transient database errors.
 func WithRetry(rc RetryConfig) Option {
-	return optionFunc(func(c config) config { c.retry = rc; return c })
+	return optionFunc(func(c config) config { c.retry, c.retrySet = rc, true; return c })
+}
+
+// DefaultSpoolAfter is how long a batch is retried against PostgreSQL before
+// it goes to the spool, unless WithRetry sets another MaxElapsedTime.
+const DefaultSpoolAfter = 2 * time.Second
+
+// WithSpool keeps batches on local disk, in dir, while PostgreSQL cannot be
+// reached: a batch that still fails after the retry budget (DefaultSpoolAfter
+// unless WithRetry says otherwise) is appended to the spool (checksummed,
+// fsynced) and Export succeeds, so that the in-memory queue keeps draining.
+// While the spool holds batches, new batches go straight to it, oldest
+// first; a background replayer writes them to PostgreSQL as soon as it is
+// back and deletes them only once committed. A spool left by a crashed
+// process is replayed when an exporter opens the directory again.
+//
+// The spool never grows past maxBytes. When it is full, a new batch is
+// dropped, counted in otelaudit.records.dropped{reason="spool_full"} and
+// reported through the error Export returns (the SDK hands it to
+// otel.Handle), unless WithSpoolWait(true) makes Export wait for room.
+func WithSpool(dir string, maxBytes int64) Option {
+	return optionFunc(func(c config) config { c.spoolDir, c.spoolMax = dir, maxBytes; return c })
+}
+
+// WithSpoolWait makes Export wait, within its context, for room in a full
+// spool instead of dropping the batch. The BatchProcessor's queue then fills
+// and the processor drops (and counts) what no longer fits: waiting moves
+// the loss, it does not remove it.
+func WithSpoolWait(wait bool) Option {
+	return optionFunc(func(c config) config { c.spoolWait = wait; return c })
+}
+
+// WithMeterProvider sets the MeterProvider of the exporter's own metrics
+// (rows written, spooled, replayed, rejected, dropped, export duration,
+// spool bytes). The default is the global MeterProvider.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c config) config { c.meterProvider = mp; return c })
 }

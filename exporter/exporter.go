@@ -6,9 +6,11 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,23 +20,38 @@ import (
 
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
+	"github.com/sentinel-gateway/otelaudit/exporter/internal/spool"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
+
+// ErrUnavailable is returned by [Exporter.Health] while the exporter cannot
+// record audit events durably: PostgreSQL is unreachable and there is no
+// spool, or the spool is full.
+var ErrUnavailable = errors.New("otelaudit exporter: audit unavailable")
 
 // Exporter is an [sdklog.Exporter] that writes audit records to PostgreSQL.
 // Create it with [New] and register it through [NewProcessor].
 type Exporter struct {
+	cfg      config
 	pool     *pgxpool.Pool
 	ownsPool bool
 	writer   *pgwriter.Writer
-	retry    RetryConfig
+	tel      *telemetry
 
 	mu     sync.Mutex // serialises Export's use of the scratch state below
 	mapper auditrow.Mapper
 	src    lazyRows
 	attrs  []attribute.KeyValue
+	enc    []byte
 	res    *resource.Resource
 	svc    string
+
+	spool     *spool.Spool
+	down      atomic.Bool     // the last write to PostgreSQL failed
+	spoolFull atomic.Bool     // the last append found the spool full
+	life      context.Context // ends at Shutdown
+	stop      context.CancelFunc
+	done      chan struct{} // closed when maintain returns
 
 	stopped atomic.Bool
 	stats   stats
@@ -43,13 +60,15 @@ type Exporter struct {
 var _ sdklog.Exporter = (*Exporter)(nil)
 
 // New connects to PostgreSQL, applies the schema migrations unless
-// WithMigrate(false) is given, and returns an Exporter.
+// WithMigrate(false) is given, opens the spool when WithSpool is given (and
+// starts replaying what a previous process left in it), and returns an
+// Exporter.
 func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 	cfg := newConfig(opts)
 	if err := migrations.ValidateTable(cfg.table); err != nil {
 		return nil, fmt.Errorf("otelaudit exporter: %w", err)
 	}
-	e := &Exporter{pool: cfg.pool, retry: cfg.retry}
+	e := &Exporter{cfg: cfg, pool: cfg.pool, done: make(chan struct{})}
 	e.mapper.MaxArgsBytes = cfg.maxArgsBytes
 	if e.pool == nil {
 		pc, err := pgxpool.ParseConfig(cfg.databaseURL)
@@ -68,121 +87,152 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 		}
 	}
 	e.writer = pgwriter.New(e.pool, cfg.table)
+
+	var spoolBytes func() int64
+	if cfg.spoolDir != "" {
+		sp, err := spool.Open(cfg.spoolDir, cfg.spoolMax)
+		if err != nil {
+			e.closePool()
+			return nil, fmt.Errorf("otelaudit exporter: %w", err)
+		}
+		e.spool = sp
+		spoolBytes = sp.Bytes
+	}
+	tel, err := newTelemetry(cfg.meterProvider, spoolBytes)
+	if err != nil {
+		e.closePool()
+		if e.spool != nil {
+			_ = e.spool.Close()
+		}
+		return nil, fmt.Errorf("otelaudit exporter: metrics: %w", err)
+	}
+	e.tel = tel
+	e.life, e.stop = context.WithCancel(context.Background())
+	go e.maintain()
 	return e, nil
 }
 
 // Export maps the audit records of records to rows and writes them in one
 // round trip. Records that are not audit events are skipped. Transient
-// database errors are retried within ctx and the retry policy; a returned
-// error means the batch was not written.
+// database errors are retried within ctx and the retry policy; then the
+// batch goes to the spool if one is configured. A returned error means the
+// batch was dropped; it says how many records, and is counted in
+// otelaudit.records.dropped.
 func (e *Exporter) Export(ctx context.Context, records []sdklog.Record) error {
 	if e.stopped.Load() {
 		return sdklog.ErrExporterShutdown
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 
 	// Map lazily: the COPY encodes and sends each row as soon as it is
 	// mapped, so mapping overlaps with PostgreSQL ingesting the rows before.
 	e.src.reset(e, records)
-	e.stats.skipped.Add(int64(len(records) - len(e.src.audit)))
-	res, err := e.write(ctx, &e.src)
-	e.stats.add(res)
-	n := len(e.src.audit)
-	e.src.release()
-	if err != nil {
-		return fmt.Errorf("otelaudit exporter: %d records not written: %w", n, err)
+	defer e.src.release()
+	if skipped := len(records) - e.src.Len(); skipped > 0 {
+		e.stats.skipped.Add(int64(skipped))
+		e.tel.skipped.Add(ctx, int64(skipped))
 	}
-	return nil
+	if e.src.Len() == 0 {
+		return nil
+	}
+	err := e.deliver(ctx, &e.src)
+	e.tel.duration.Record(ctx, time.Since(start).Seconds())
+	return err
 }
 
-// lazyRows is the pgwriter.Source of one Export: it maps the audit records
-// of the batch in order, on first use.
-type lazyRows struct {
-	e       *Exporter
-	records []sdklog.Record
-	audit   []int // indexes of the audit events in records
-	rows    []auditrow.Row
-	rec     auditrow.Record
+// deliver writes the batch, or spools it, or drops and reports it.
+func (e *Exporter) deliver(ctx context.Context, src *lazyRows) error {
+	n := src.Len()
+	if e.spool != nil && (e.down.Load() || e.spool.Len() > 0) {
+		// PostgreSQL is away or the spool is still draining: keep the
+		// order and do not make the queue wait.
+		return e.toSpool(ctx, src, nil)
+	}
+	res, err := e.write(ctx, src)
+	e.count(ctx, res)
+	if err == nil {
+		e.down.Store(false)
+		return nil
+	}
+	e.down.Store(true)
+	if e.spool != nil {
+		return e.toSpool(ctx, src, err)
+	}
+	e.drop(ctx, n, DropExportFailed)
+	return fmt.Errorf("otelaudit exporter: %d records dropped (%s): %w", n, DropExportFailed, err)
 }
 
-func (l *lazyRows) reset(e *Exporter, records []sdklog.Record) {
-	l.e, l.records = e, records
-	l.audit = l.audit[:0]
-	for i := range records {
-		if auditrow.IsAuditEvent(records[i].EventName()) {
-			l.audit = append(l.audit, i)
+func (e *Exporter) count(ctx context.Context, r pgwriter.Result) {
+	e.stats.written.Add(int64(r.Inserted))
+	e.stats.duplicates.Add(int64(r.Duplicates))
+	e.stats.rejected.Add(int64(r.Rejected))
+	e.tel.written.Add(ctx, int64(r.Inserted))
+	e.tel.duplicate.Add(ctx, int64(r.Duplicates))
+	e.tel.rejected.Add(ctx, int64(r.Rejected))
+}
+
+func (e *Exporter) drop(ctx context.Context, n int, reason string) {
+	e.stats.dropped.Add(int64(n))
+	e.tel.drop(ctx, n, reason)
+}
+
+// toSpool appends the batch to the spool. writeErr is why it is not in
+// PostgreSQL, for the report when the spool cannot take it either.
+func (e *Exporter) toSpool(ctx context.Context, src *lazyRows, writeErr error) error {
+	n := src.Len()
+	for i := range n {
+		src.Row(i)
+	}
+	e.enc = auditrow.AppendRows(e.enc[:0], src.rows)
+	for {
+		err := e.spool.Append(e.enc)
+		if err == nil {
+			e.stats.spooled.Add(int64(n))
+			e.tel.spooled.Add(ctx, int64(n))
+			return nil
+		}
+		if !errors.Is(err, spool.ErrFull) {
+			e.drop(ctx, n, DropSpoolFull)
+			return fmt.Errorf("otelaudit exporter: %d records dropped: spool: %w (write: %v)", n, err, writeErr)
+		}
+		e.spoolFull.Store(true)
+		if !e.cfg.spoolWait {
+			e.drop(ctx, n, DropSpoolFull)
+			return fmt.Errorf("otelaudit exporter: %d records dropped (%s): PostgreSQL unreachable and spool full (%d bytes)", n, DropSpoolFull, e.spool.Bytes())
+		}
+		select {
+		case <-ctx.Done():
+			e.drop(ctx, n, DropSpoolFull)
+			return fmt.Errorf("otelaudit exporter: %d records dropped (%s): waited for room in the spool: %w", n, DropSpoolFull, ctx.Err())
+		case <-e.life.Done():
+			e.drop(ctx, n, DropShutdown)
+			return fmt.Errorf("otelaudit exporter: %d records dropped (%s): shut down while waiting for room in the spool", n, DropShutdown)
+		case <-time.After(e.cfg.probeInterval):
 		}
 	}
-	l.rows = l.rows[:0]
-	e.mapper.Reset()
 }
 
-// release drops every reference to the SDK's records.
-func (l *lazyRows) release() {
-	l.records = nil
-	l.rec = auditrow.Record{}
-	clear(l.e.attrs)
-}
-
-func (l *lazyRows) Len() int { return len(l.audit) }
-
-func (l *lazyRows) Row(i int) *auditrow.Row {
-	for len(l.rows) <= i {
-		l.e.attrs = l.e.attrs[:0]
-		l.e.record(&l.records[l.audit[len(l.rows)]], &l.rec)
-		l.rows = append(l.rows, l.e.mapper.Map(&l.rec))
-	}
-	return &l.rows[i]
-}
-
-// record copies what the mapping needs out of an SDK record into dst. The
-// attributes go to one scratch slice: Map consumes them before the next.
-func (e *Exporter) record(r *sdklog.Record, dst *auditrow.Record) {
-	r.WalkAttributes(func(kv attribute.KeyValue) bool {
-		e.attrs = append(e.attrs, kv)
-		return true
-	})
-	*dst = auditrow.Record{
-		Timestamp:         r.Timestamp(),
-		ObservedTimestamp: r.ObservedTimestamp(),
-		TraceID:           r.TraceID(),
-		SpanID:            r.SpanID(),
-		EventName:         r.EventName(),
-		ServiceName:       e.serviceName(r.Resource()),
-		Body:              r.Body(),
-		Attributes:        e.attrs,
-	}
-}
-
-func (e *Exporter) serviceName(res *resource.Resource) string {
-	if res == nil {
-		return ""
-	}
-	if res != e.res {
-		e.res, e.svc = res, ""
-		if v, ok := res.Set().Value("service.name"); ok {
-			e.svc = v.Emit()
-		}
-	}
-	return e.svc
-}
-
+// write writes to PostgreSQL, retrying transient errors per the policy.
 func (e *Exporter) write(ctx context.Context, src pgwriter.Source) (pgwriter.Result, error) {
-	if !e.retry.Enabled {
+	rc := e.cfg.retry
+	if !rc.Enabled {
 		return e.writer.WriteSource(ctx, src)
 	}
 	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = e.retry.InitialInterval
-	b.MaxInterval = e.retry.MaxInterval
+	b.InitialInterval = rc.InitialInterval
+	b.MaxInterval = rc.MaxInterval
 	opts := []backoff.RetryOption{backoff.WithBackOff(b)}
-	if e.retry.MaxElapsedTime > 0 {
-		opts = append(opts, backoff.WithMaxElapsedTime(e.retry.MaxElapsedTime))
+	if rc.MaxElapsedTime > 0 {
+		opts = append(opts, backoff.WithMaxElapsedTime(rc.MaxElapsedTime))
 	}
 	var res pgwriter.Result
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		var err error
-		res, err = e.writer.WriteSource(ctx, src)
+		r, err := e.writer.WriteSource(ctx, src)
+		res.Inserted += r.Inserted
+		res.Duplicates += r.Duplicates
+		res.Rejected += r.Rejected
 		if err != nil && !pgwriter.Retryable(err) {
 			return struct{}{}, backoff.Permanent(err)
 		}
@@ -191,19 +241,52 @@ func (e *Exporter) write(ctx context.Context, src pgwriter.Source) (pgwriter.Res
 	return res, err
 }
 
-// ForceFlush does nothing: the exporter holds no records between Exports.
+// Health reports whether the exporter can currently record audit events
+// durably: nil while PostgreSQL accepts writes, or while it does not but the
+// spool has room; ErrUnavailable otherwise. It reads two flags and never
+// touches the network, so a gateway may call it on every tool call (see the
+// fail-closed mode of the instrumentation package). A background probe
+// notices within a fraction of a second when PostgreSQL is back.
+func (e *Exporter) Health(context.Context) error {
+	if e.stopped.Load() {
+		return sdklog.ErrExporterShutdown
+	}
+	if !e.down.Load() {
+		return nil
+	}
+	if e.spool == nil {
+		return fmt.Errorf("%w: PostgreSQL unreachable and no spool configured", ErrUnavailable)
+	}
+	if e.spoolFull.Load() {
+		return fmt.Errorf("%w: PostgreSQL unreachable and spool full", ErrUnavailable)
+	}
+	return nil
+}
+
+// ForceFlush does nothing: the exporter holds no records between Exports
+// (spooled batches are durable and replayed in the background).
 func (e *Exporter) ForceFlush(ctx context.Context) error { return ctx.Err() }
 
-// Shutdown stops the exporter. Export returns [sdklog.ErrExporterShutdown]
-// afterwards. It closes the connection pool if the exporter opened it.
+// Shutdown stops the exporter: it waits for a running Export, stops the
+// replayer (what the spool still holds stays on disk for the next start),
+// and closes the connection pool if the exporter opened it. Export returns
+// [sdklog.ErrExporterShutdown] afterwards.
 func (e *Exporter) Shutdown(ctx context.Context) error {
 	if e.stopped.Swap(true) {
 		return nil
 	}
+	e.stop()
 	done := make(chan struct{})
 	go func() {
+		<-e.done
 		e.mu.Lock() // wait for a running Export
 		e.mu.Unlock()
+		if e.tel.reg != nil {
+			_ = e.tel.reg.Unregister()
+		}
+		if e.spool != nil {
+			_ = e.spool.Close()
+		}
 		e.closePool()
 		close(done)
 	}()
@@ -221,9 +304,9 @@ func (e *Exporter) closePool() {
 	}
 }
 
-// Stats are the exporter's running totals.
+// Stats are the exporter's running totals, the same figures as its metrics.
 type Stats struct {
-	// Written rows were inserted into audit_log.
+	// Written rows were inserted into audit_log (directly or replayed).
 	Written int64
 	// Duplicates were already stored (replays); nothing was written for them.
 	Duplicates int64
@@ -231,16 +314,15 @@ type Stats struct {
 	Rejected int64
 	// Skipped records were not audit events.
 	Skipped int64
+	// Spooled rows went to the spool; Replayed rows came back out of it
+	// into PostgreSQL (written or found already there).
+	Spooled, Replayed int64
+	// Dropped records were lost, and reported.
+	Dropped int64
 }
 
 type stats struct {
-	written, duplicates, rejected, skipped atomic.Int64
-}
-
-func (s *stats) add(r pgwriter.Result) {
-	s.written.Add(int64(r.Inserted))
-	s.duplicates.Add(int64(r.Duplicates))
-	s.rejected.Add(int64(r.Rejected))
+	written, duplicates, rejected, skipped, spooled, replayed, dropped atomic.Int64
 }
 
 // Stats returns the exporter's running totals.
@@ -250,5 +332,8 @@ func (e *Exporter) Stats() Stats {
 		Duplicates: e.stats.duplicates.Load(),
 		Rejected:   e.stats.rejected.Load(),
 		Skipped:    e.stats.skipped.Load(),
+		Spooled:    e.stats.spooled.Load(),
+		Replayed:   e.stats.replayed.Load(),
+		Dropped:    e.stats.dropped.Load(),
 	}
 }
