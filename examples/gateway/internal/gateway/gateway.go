@@ -30,6 +30,10 @@ import (
 // service.version.
 const Version = "0.1.0"
 
+// streamGrace is how long shutdown waits between the last answered call and
+// ending the clients' event streams.
+const streamGrace = 250 * time.Millisecond
+
 // errShuttingDown cancels calls still running when the shutdown deadline
 // passes.
 var errShuttingDown = errors.New("gateway shutting down: shutdown deadline passed")
@@ -237,7 +241,12 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		case <-time.After(5 * time.Second):
 		}
 	}
-	// Every call has been answered; end the long-lived event streams.
+	// Every call has been answered. The handlers have returned, but the
+	// server may still be finishing their responses and the clients
+	// reading them: ending the event streams at once can make a client tear
+	// its session down before it has read its last results. Give them a
+	// moment, then end the long-lived event streams.
+	time.Sleep(streamGrace)
 	g.cancelBase()
 	select {
 	case err := <-shut:

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
+)
+
+const shutdownToken = "shutdown-test-token-0001"
+
+// buildGateway builds this command once per test binary.
+var buildGateway = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "otelaudit-gateway-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "gateway")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// TestSIGTERMFlushesInFlightCalls starts the gateway as a real process,
+// puts tool calls in flight, sends SIGTERM, and checks that every call
+// lands in audit_log: those that finish within shutdown_timeout as ok, those
+// still running at the deadline cancelled (error) but recorded all the same.
+func TestSIGTERMFlushesInFlightCalls(t *testing.T) {
+	bin, err := buildGateway()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name            string
+		shutdownTimeout string
+		sleepMS         int
+		wantStatus      string
+	}{
+		{"calls finish within the deadline", "20s", 1500, "ok"},
+		{"calls cancelled at the deadline", "1s", 8000, "error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dbURL := pgtest.NewDatabase(t)
+			cfgPath := filepath.Join(t.TempDir(), "gateway.yaml")
+			cfg := fmt.Sprintf(`
+listen: 127.0.0.1:0
+database_url: %q
+shutdown_timeout: %s
+clients:
+  - {subject: alice, role: admin, token: %s}
+roles:
+  admin: ["*"]
+backends:
+  - {name: demo, type: builtin}
+`, dbURL, tc.shutdownTimeout, shutdownToken)
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "-config", cfgPath)
+			cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			addrc := make(chan string, 1)
+			var logMu sync.Mutex
+			var log strings.Builder
+			go func() {
+				re := regexp.MustCompile(`msg="gateway listening" addr=(\S+)`)
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					logMu.Lock()
+					log.WriteString(sc.Text() + "\n")
+					logMu.Unlock()
+					if m := re.FindStringSubmatch(sc.Text()); m != nil {
+						addrc <- m[1]
+					}
+				}
+				exited <- cmd.Wait()
+			}()
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				if t.Failed() {
+					logMu.Lock()
+					t.Logf("gateway log:\n%s", log.String())
+					logMu.Unlock()
+				}
+			})
+			var addr string
+			select {
+			case addr = <-addrc:
+			case err := <-exited:
+				t.Fatalf("gateway exited before listening: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("gateway did not start listening")
+			}
+			endpoint := "http://" + addr + "/mcp"
+
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			const sessions, perSession = 4, 3
+			var wg sync.WaitGroup
+			errs := make(chan error, sessions*perSession)
+			for range sessions {
+				s := connect(t, ctx, endpoint)
+				for range perSession {
+					wg.Go(func() {
+						res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "sleep", Arguments: map[string]any{"ms": tc.sleepMS}})
+						switch {
+						case tc.wantStatus == "ok" && err != nil:
+							errs <- fmt.Errorf("in-flight call failed: %w", err)
+						case tc.wantStatus == "ok" && res.IsError:
+							errs <- fmt.Errorf("in-flight call: tool error")
+						case tc.wantStatus != "ok" && err == nil:
+							errs <- fmt.Errorf("call past the deadline succeeded")
+						}
+					})
+				}
+			}
+			time.Sleep(500 * time.Millisecond) // let every call reach the gateway
+			sent := time.Now()
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			// The listener closes at once: no new connections.
+			time.Sleep(100 * time.Millisecond)
+			if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				t.Errorf("new connection accepted after SIGTERM (HTTP %d)", resp.StatusCode)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Fatalf("gateway exit: %v", err)
+				}
+			case <-time.After(40 * time.Second):
+				t.Fatal("gateway did not exit after SIGTERM")
+			}
+			t.Logf("gateway exited %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
+
+			conn := pgtest.Connect(t, dbURL)
+			var total, want int
+			err = conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE tool_name = 'sleep' AND response_status = $1 AND client_subject = 'alice')
+				FROM audit_log`, tc.wantStatus).Scan(&total, &want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total != sessions*perSession || want != sessions*perSession {
+				t.Errorf("audit_log has %d rows, %d of them alice/sleep/%s; want %d of each", total, want, tc.wantStatus, sessions*perSession)
+			}
+		})
+	}
+}
+
+// connect opens a session as alice; it is closed when the test ends.
+func connect(t *testing.T, ctx context.Context, endpoint string) *mcp.ClientSession {
+	t.Helper()
+	hc := &http.Client{Transport: bearerRT{}}
+	c := mcp.NewClient(&mcp.Implementation{Name: "shutdown-test", Version: "1"}, nil)
+	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: hc, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+type bearerRT struct{}
+
+func (bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+shutdownToken)
+	return http.DefaultTransport.RoundTrip(r)
+}
