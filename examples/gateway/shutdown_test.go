@@ -62,6 +62,8 @@ func TestSIGTERMFlushesInFlightCalls(t *testing.T) {
 listen: 127.0.0.1:0
 database_url: %q
 shutdown_timeout: %s
+# No periodic export: only the flush at shutdown writes the rows.
+audit: {export_interval: 1h, max_batch_size: 4096, max_queue_size: 4096}
 clients:
   - {subject: alice, role: admin, token: %s}
 roles:
