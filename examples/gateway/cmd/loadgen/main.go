@@ -1,0 +1,329 @@
+// Command loadgen measures what auditing costs the example gateway. It
+// starts the gateway in-process on loopback, once with audit off and once
+// with audit on (in the same run, alternating the order each round), drives
+// it with many concurrent MCP sessions for a bounded time, and reports
+// calls/s and the p50, p99 and max latency of a tool call as the client sees
+// it. With audit on it checks that audit_log holds exactly one row per call.
+//
+//	scripts/ensure-postgres.sh && go run ./examples/gateway/cmd/loadgen -duration 10s
+//
+// Rows go to the database otelaudit_loadgen on 127.0.0.1:5432 (created when
+// missing) unless OTELAUDIT_DATABASE_URL names another one.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/sentinel-gateway/otelaudit/examples/gateway/internal/gateway"
+)
+
+// DefaultDatabaseURL is used unless OTELAUDIT_DATABASE_URL is set.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/otelaudit_loadgen?sslmode=disable"
+
+const token = "loadgen-token-0000000001"
+
+type options struct {
+	duration, warmup time.Duration
+	sessions, rounds int
+	tool             string
+	dbURL            string
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per mode and round")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up per mode and round (its calls are audited and counted too)")
+	flag.IntVar(&o.sessions, "sessions", 32, "concurrent MCP sessions, each calling in a loop")
+	flag.IntVar(&o.rounds, "rounds", 1, "rounds of (off, on); the order alternates each round")
+	flag.StringVar(&o.tool, "tool", "echo", "builtin tool to call: echo or add")
+	flag.Parse()
+	o.dbURL = os.Getenv("OTELAUDIT_DATABASE_URL")
+	if o.dbURL == "" {
+		o.dbURL = DefaultDatabaseURL
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one mode's measurement.
+type result struct {
+	audit     bool
+	calls     int64 // every call made, warm-up included
+	measured  []time.Duration
+	errors    int64
+	elapsed   time.Duration
+	rows      int64
+	flushTime time.Duration
+}
+
+func run(o options) error {
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"} {
+		os.Unsetenv(k)
+	}
+	ctx := context.Background()
+	if err := ensureDatabase(ctx, o.dbURL); err != nil {
+		return err
+	}
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	runID := hex.EncodeToString(id[:])
+	fmt.Printf("loadgen run %s: %d sessions, tool %s, %s measured (+%s warm-up) per mode, %d round(s)\n",
+		runID, o.sessions, o.tool, o.duration, o.warmup, o.rounds)
+
+	var results []*result
+	for round := range o.rounds {
+		modes := []bool{false, true}
+		if round%2 == 1 {
+			modes = []bool{true, false}
+		}
+		for _, audit := range modes {
+			r, err := measure(ctx, o, audit, fmt.Sprintf("otelaudit-loadgen-%s-%d", runID, round))
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
+			fmt.Printf("  round %d, audit %-3s: %d calls, %.0f calls/s\n", round+1, onOff(r.audit), len(r.measured), float64(len(r.measured))/r.elapsed.Seconds())
+		}
+	}
+	return report(results)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// measure starts a gateway with audit on or off and drives it.
+func measure(ctx context.Context, o options, audit bool, service string) (*result, error) {
+	cfg := &gateway.Config{
+		DatabaseURL: o.dbURL,
+		ServiceName: service,
+		Audit: gateway.AuditConfig{
+			Enabled:        &audit,
+			MaxQueueSize:   65536,
+			MaxBatchSize:   2048,
+			ExportInterval: 200 * time.Millisecond,
+		},
+		Clients:  []gateway.ClientConfig{{Subject: "loadgen", Role: "load", Token: token}},
+		Roles:    map[string][]string{"load": {"*"}},
+		Backends: []gateway.BackendConfig{{Name: "demo", Type: gateway.BackendBuiltin}},
+	}
+	if err := cfg.Finish(); err != nil {
+		return nil, err
+	}
+	g, err := gateway.New(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = g.Close(ctx)
+		return nil, err
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(serveCtx, ln) }()
+
+	r := &result{audit: audit}
+	err = drive(ctx, o, "http://"+ln.Addr().String()+"/mcp", r)
+
+	stop()
+	serveErr := <-served
+	flushStart := time.Now()
+	closeErr := g.Close(ctx)
+	r.flushTime = time.Since(flushStart)
+	if err := errors.Join(err, serveErr, closeErr); err != nil {
+		return nil, err
+	}
+	if audit {
+		if r.rows, err = countRows(ctx, o.dbURL, service); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// drive runs o.sessions sessions calling o.tool in a loop: first for the
+// warm-up, then for the measured duration.
+func drive(ctx context.Context, o options, endpoint string, r *result) error {
+	hc := &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: o.sessions * 2,
+		Proxy:               nil,
+	}}
+	hc.Transport = bearer{next: hc.Transport}
+	sessions := make([]*mcp.ClientSession, o.sessions)
+	for i := range sessions {
+		c := mcp.NewClient(&mcp.Implementation{Name: "loadgen", Version: gateway.Version}, nil)
+		s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: hc}, nil)
+		if err != nil {
+			return fmt.Errorf("session %d: connect: %w", i, err)
+		}
+		sessions[i] = s
+	}
+	defer func() {
+		for _, s := range sessions {
+			_ = s.Close()
+		}
+	}()
+
+	var args any = map[string]any{"text": "load test payload", "request": 42}
+	if o.tool == "add" {
+		args = map[string]any{"a": 20, "b": 22}
+	}
+	var calls, errs atomic.Int64
+	phase := func(d time.Duration, record bool) [][]time.Duration {
+		lat := make([][]time.Duration, len(sessions))
+		deadline := time.Now().Add(d)
+		var wg sync.WaitGroup
+		for i, s := range sessions {
+			wg.Go(func() {
+				for time.Now().Before(deadline) {
+					t0 := time.Now()
+					res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: o.tool, Arguments: args})
+					el := time.Since(t0)
+					calls.Add(1)
+					if err != nil || res.IsError {
+						errs.Add(1)
+					}
+					if record {
+						lat[i] = append(lat[i], el)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return lat
+	}
+	phase(o.warmup, false)
+	start := time.Now()
+	lat := phase(o.duration, true)
+	r.elapsed = time.Since(start)
+	for _, l := range lat {
+		r.measured = append(r.measured, l...)
+	}
+	r.calls, r.errors = calls.Load(), errs.Load()
+	return nil
+}
+
+// bearer adds the loadgen's token.
+type bearer struct{ next http.RoundTripper }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+token)
+	return b.next.RoundTrip(r)
+}
+
+// report prints the figures per mode, every round merged.
+func report(results []*result) error {
+	type agg struct {
+		lat                 []time.Duration
+		elapsed             time.Duration
+		calls, errors, rows int64
+		flush               time.Duration
+	}
+	by := map[bool]*agg{false: {}, true: {}}
+	for _, r := range results {
+		a := by[r.audit]
+		a.lat = append(a.lat, r.measured...)
+		a.elapsed += r.elapsed
+		a.calls += r.calls
+		a.errors += r.errors
+		a.rows += r.rows
+		a.flush = max(a.flush, r.flushTime)
+	}
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "audit\tcalls/s\tp50\tp99\tmax\tmeasured calls\tall calls\terrors\taudit rows\t")
+	p99 := map[bool]time.Duration{}
+	for _, audit := range []bool{false, true} {
+		a := by[audit]
+		slices.Sort(a.lat)
+		if len(a.lat) == 0 {
+			return errors.New("no calls measured")
+		}
+		p99[audit] = pct(a.lat, 0.99)
+		rows := "-"
+		if audit {
+			rows = fmt.Sprint(a.rows)
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", onOff(audit),
+			float64(len(a.lat))/a.elapsed.Seconds(), ms(pct(a.lat, 0.50)), ms(p99[audit]), ms(a.lat[len(a.lat)-1]),
+			len(a.lat), a.calls, a.errors, rows)
+	}
+	w.Flush()
+	on := by[true]
+	fmt.Printf("\naudit adds %+.1f%% to p99 (goal: at most +5%%)\n", 100*(float64(p99[true])/float64(p99[false])-1))
+	if on.rows != on.calls {
+		return fmt.Errorf("audit on: %d calls but %d audit rows (%d missing)", on.calls, on.rows, on.calls-on.rows)
+	}
+	fmt.Printf("audit on: %d calls, %d audit rows: none missing\n", on.calls, on.rows)
+	return nil
+}
+
+// pct returns the q-quantile of sorted (nearest rank).
+func pct(sorted []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+// countRows counts the rows of one measurement.
+func countRows(ctx context.Context, dbURL, service string) (int64, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM audit_log WHERE service_name = $1", service).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count rows: %w", err)
+	}
+	return n, nil
+}
+
+// ensureDatabase creates the database of dbURL when it does not exist.
+func ensureDatabase(ctx context.Context, dbURL string) error {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return fmt.Errorf("database URL: %w", err)
+	}
+	name := cfg.Database
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL (run scripts/ensure-postgres.sh or set OTELAUDIT_DATABASE_URL): %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("look up database %s: %w", name, err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return fmt.Errorf("create database %s: %w", name, err)
+		}
+	}
+	return nil
+}
