@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -145,7 +146,7 @@ func Parse(b []byte) (*Config, error) {
 	d := yaml.NewDecoder(bytes.NewReader(b))
 	d.KnownFields(true)
 	if err := d.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parse YAML: %w", err)
+		return nil, fmt.Errorf("parse YAML: %w", nameFields(b, err))
 	}
 	if err := cfg.applyEnv(os.LookupEnv); err != nil {
 		return nil, err
@@ -324,3 +325,63 @@ func (c *Config) Finish() error {
 
 // MinTokenLength is the shortest bearer token the configuration accepts.
 const MinTokenLength = 16
+
+// lineRE finds the line number in the messages of a yaml.TypeError.
+var lineRE = regexp.MustCompile(`^line (\d+): `)
+
+// nameFields rewrites the messages of a yaml.TypeError ("line 8: cannot
+// unmarshal !!str `soon` into time.Duration") to name the field as well
+// ("line 8: call_timeout: cannot unmarshal ...").
+func nameFields(b []byte, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil {
+		return err
+	}
+	paths := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				paths[k.Line] = p
+				if _, seen := paths[v.Line]; !seen || v.Line != k.Line {
+					paths[v.Line] = p
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if _, seen := paths[c.Line]; !seen {
+					paths[c.Line] = p
+				}
+				walk(c, p)
+			}
+		}
+	}
+	walk(&root, "")
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = m
+		if sm := lineRE.FindStringSubmatch(m); sm != nil {
+			line, _ := strconv.Atoi(sm[1])
+			if p, ok := paths[line]; ok {
+				msgs[i] = sm[0] + p + ": " + m[len(sm[0]):]
+			}
+		}
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "; "))
+}

@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSampleConfigLoads(t *testing.T) {
+	t.Setenv(EnvListen, "")
+	t.Setenv(EnvDatabaseURL, "")
+	cfg, err := Load("../../gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || len(cfg.Clients) != 2 || len(cfg.Backends) != 1 || !cfg.Audit.IsEnabled() {
+		t.Errorf("unexpected sample config: %+v", cfg)
+	}
+	if cfg.Audit.ExportInterval != 200*time.Millisecond || cfg.CallTimeout != 30*time.Second {
+		t.Errorf("durations: export_interval %s, call_timeout %s", cfg.Audit.ExportInterval, cfg.CallTimeout)
+	}
+}
+
+const minimal = `
+clients:
+  - {subject: alice, role: admin, token: abcdefghijklmnop}
+roles:
+  admin: ["*"]
+backends:
+  - {name: demo, type: builtin}
+`
+
+func TestEnvironmentOverrides(t *testing.T) {
+	t.Setenv(EnvListen, "0.0.0.0:9999")
+	t.Setenv(EnvDatabaseURL, "postgres://db/x")
+	t.Setenv(EnvServiceName, "svc")
+	t.Setenv(EnvAuditEnabled, "false")
+	t.Setenv(EnvCallTimeout, "3s")
+	t.Setenv(EnvShutdownTimeout, "4s")
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "0.0.0.0:9999" || cfg.DatabaseURL != "postgres://db/x" || cfg.ServiceName != "svc" ||
+		cfg.Audit.IsEnabled() || cfg.CallTimeout != 3*time.Second || cfg.ShutdownTimeout != 4*time.Second {
+		t.Errorf("overrides not applied: %+v", cfg)
+	}
+}
+
+func TestTokenFromEnvironment(t *testing.T) {
+	t.Setenv("ALICE_TOKEN", "from-the-environment-123")
+	cfg, err := Parse([]byte(strings.Replace(minimal, "token: abcdefghijklmnop", "token_env: ALICE_TOKEN", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Clients[0].Token != "from-the-environment-123" {
+		t.Errorf("token_env not read")
+	}
+	t.Setenv("ALICE_TOKEN", "")
+	if _, err := Parse([]byte(strings.Replace(minimal, "token: abcdefghijklmnop", "token_env: ALICE_TOKEN", 1))); err == nil ||
+		!strings.Contains(err.Error(), "clients[0].token_env") {
+		t.Errorf("unset token_env: got %v", err)
+	}
+}
+
+func TestBadConfigNamesTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, env, want string
+	}{
+		{"unknown field", minimal + "listen_addr: x\n", "", "field listen_addr not found"},
+		{"bad listen", minimal + "listen: nonsense\n", "", "listen: want host:port"},
+		{"bad duration", minimal + "call_timeout: soon\n", "", "call_timeout"},
+		{"undefined role", strings.Replace(minimal, "role: admin", "role: root", 1), "", `clients[0].role: role "root" is not defined`},
+		{"short token", strings.Replace(minimal, "abcdefghijklmnop", "short", 1), "", "clients[0].token: must be at least 16"},
+		{"no backends", strings.Replace(minimal, "  - {name: demo, type: builtin}\n", "", 1), "", "backends: at least one"},
+		{"unknown backend type", strings.Replace(minimal, "type: builtin", "type: grpc", 1), "", `backends[0].type: unknown type "grpc"`},
+		{"stdio without command", strings.Replace(minimal, "type: builtin", "type: stdio", 1), "", "backends[0].command: is required"},
+		{"http without url", strings.Replace(minimal, "type: builtin", "type: http", 1), "", "backends[0].url: is required"},
+		{"reserved backend name", strings.Replace(minimal, "name: demo", "name: gateway", 1), "", "backends[0].name"},
+		{"bad pattern", strings.Replace(minimal, `["*"]`, `["[x"]`, 1), "", "roles.admin[0]: bad tool pattern"},
+		{"anonymous subject", strings.Replace(minimal, "subject: alice", "subject: anonymous", 1), "", "clients[0].subject"},
+		{"bad env bool", minimal, "maybe", "GATEWAY_AUDIT_ENABLED (audit.enabled)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvAuditEnabled, tc.env)
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got error %v, want one containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "abcdefghijklmnop") {
+				t.Errorf("error reveals a token: %v", err)
+			}
+		})
+	}
+}
