@@ -129,7 +129,7 @@ func WithRetry(rc RetryConfig) Option {
 
 // DefaultSpoolAfter is how long a batch is retried against PostgreSQL before
 // it goes to the spool, unless WithRetry sets another MaxElapsedTime.
-const DefaultSpoolAfter = 2 * time.Second
+const DefaultSpoolAfter = 250 * time.Millisecond
 
 // WithSpool keeps batches on local disk, in dir, while PostgreSQL cannot be
 // reached: a batch that still fails after the retry budget (DefaultSpoolAfter
