@@ -419,4 +419,3 @@ func TestFailClosed(t *testing.T) {
 		t.Errorf("rows: %d ok (want 2: before and after the outage), %d denied (want %d)", ok, denied, refused)
 	}
 }
-
