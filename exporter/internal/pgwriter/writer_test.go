@@ -1,0 +1,160 @@
+package pgwriter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
+	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
+	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
+	"github.com/sentinel-gateway/otelaudit/migrations"
+)
+
+func newWriter(t *testing.T, table string) (*pgwriter.Writer, *pgxpool.Pool) {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	if err := migrations.Up(ctx, url, migrations.WithTable(table)); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pgwriter.New(pool, table), pool
+}
+
+func rows(n int) []auditrow.Row {
+	out := make([]auditrow.Row, n)
+	for i := range out {
+		out[i] = auditrow.Row{
+			RequestID: uuid.Must(uuid.NewV7()), Timestamp: time.Now(), ClientSubject: "alice", ClientRole: "admin",
+			ToolName: fmt.Sprintf("tool-%d", i), BackendName: "demo", ResponseStatus: "ok", LatencyMS: int64(i),
+			RequestArgs: []byte(`{"i":1}`),
+		}
+	}
+	return out
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, table string) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestWriteIsIdempotent(t *testing.T) {
+	t.Parallel()
+	w, pool := newWriter(t, "audit_log")
+	ctx := context.Background()
+	batch := rows(100)
+
+	res, err := w.Write(ctx, batch)
+	if err != nil || res != (pgwriter.Result{Inserted: 100}) {
+		t.Fatalf("first write = %+v, %v", res, err)
+	}
+	// A replay of the same batch: COPY hits the unique index, the
+	// conflict-ignoring INSERT writes nothing.
+	res, err = w.Write(ctx, batch)
+	if err != nil || res != (pgwriter.Result{Duplicates: 100}) {
+		t.Fatalf("replay = %+v, %v", res, err)
+	}
+	// Half old, half new, and one row twice within the batch.
+	mixed := append(append(append([]auditrow.Row{}, batch[50:]...), rows(50)...), batch[0])
+	res, err = w.Write(ctx, mixed)
+	if err != nil || res != (pgwriter.Result{Inserted: 50, Duplicates: 51}) {
+		t.Fatalf("mixed = %+v, %v", res, err)
+	}
+	if n := count(t, pool, "audit_log"); n != 150 {
+		t.Errorf("rows = %d, want 150", n)
+	}
+	if res, err := w.Write(ctx, nil); err != nil || res != (pgwriter.Result{}) {
+		t.Errorf("empty write = %+v, %v", res, err)
+	}
+}
+
+func TestWriteCustomTableIsolatesRefusedRows(t *testing.T) {
+	t.Parallel()
+	w, pool := newWriter(t, "mcp_audit")
+	batch := rows(64)
+	batch[17].RequestArgs = []byte(`{"n": 1e1000000}`) // valid JSON PostgreSQL refuses (numeric overflow)
+	batch[40].Attributes = []byte(`[1e1000000]`)
+	res, err := w.Write(context.Background(), batch)
+	if err != nil || res != (pgwriter.Result{Inserted: 62, Rejected: 2}) {
+		t.Fatalf("write = %+v, %v", res, err)
+	}
+	if n := count(t, pool, "mcp_audit"); n != 62 {
+		t.Errorf("rows = %d, want 62", n)
+	}
+	if n := count(t, pool, "mcp_audit_rejects"); n != 2 {
+		t.Errorf("rejects = %d, want 2", n)
+	}
+}
+
+func TestWriteMissingTableIsNotRetryable(t *testing.T) {
+	t.Parallel()
+	_, pool := newWriter(t, "other")
+	w := pgwriter.New(pool, "audit_log") // a database without that table
+	_, err := w.Write(context.Background(), rows(3))
+	if err == nil || pgwriter.Retryable(err) {
+		t.Fatalf("write to a missing table: err = %v, retryable = %v", err, pgwriter.Retryable(err))
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{context.Canceled, false},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), false},
+		{io.ErrUnexpectedEOF, true},
+		{errors.New("conn closed"), true},
+		{&pgconn.PgError{Code: "08006"}, true}, // connection failure
+		{&pgconn.PgError{Code: "57P01"}, true}, // admin shutdown
+		{&pgconn.PgError{Code: "57P03"}, true}, // cannot connect now
+		{&pgconn.PgError{Code: "53300"}, true}, // too many connections
+		{&pgconn.PgError{Code: "40001"}, true}, // serialization failure
+		{&pgconn.PgError{Code: "40P01"}, true}, // deadlock
+		{&pgconn.PgError{Code: "57014"}, false}, // statement timeout
+		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
+		{&pgconn.PgError{Code: "22P02"}, false}, // data
+		{&pgconn.PgError{Code: "23505"}, false},
+	} {
+		if got := pgwriter.Retryable(c.err); got != c.want {
+			t.Errorf("Retryable(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestWriteAgainstStoppedServer(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.StartCluster(t)
+	ctx := context.Background()
+	if err := migrations.Up(ctx, cluster.URL()); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, cluster.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	w := pgwriter.New(pool, "audit_log")
+	cluster.Stop()
+	_, err = w.Write(ctx, rows(5))
+	if err == nil || !pgwriter.Retryable(err) {
+		t.Fatalf("write with the server stopped: err = %v, retryable = %v", err, pgwriter.Retryable(err))
+	}
+}
