@@ -122,12 +122,12 @@ func TestRetryable(t *testing.T) {
 		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), false},
 		{io.ErrUnexpectedEOF, true},
 		{errors.New("conn closed"), true},
-		{&pgconn.PgError{Code: "08006"}, true}, // connection failure
-		{&pgconn.PgError{Code: "57P01"}, true}, // admin shutdown
-		{&pgconn.PgError{Code: "57P03"}, true}, // cannot connect now
-		{&pgconn.PgError{Code: "53300"}, true}, // too many connections
-		{&pgconn.PgError{Code: "40001"}, true}, // serialization failure
-		{&pgconn.PgError{Code: "40P01"}, true}, // deadlock
+		{&pgconn.PgError{Code: "08006"}, true},  // connection failure
+		{&pgconn.PgError{Code: "57P01"}, true},  // admin shutdown
+		{&pgconn.PgError{Code: "57P03"}, true},  // cannot connect now
+		{&pgconn.PgError{Code: "53300"}, true},  // too many connections
+		{&pgconn.PgError{Code: "40001"}, true},  // serialization failure
+		{&pgconn.PgError{Code: "40P01"}, true},  // deadlock
 		{&pgconn.PgError{Code: "57014"}, false}, // statement timeout
 		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
 		{&pgconn.PgError{Code: "22P02"}, false}, // data
