@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"testing"
@@ -36,13 +37,28 @@ func AdminURL() string {
 // when the server cannot be reached: database tests are never skipped.
 func NewDatabase(tb testing.TB) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	url, drop, err := CreateDatabase(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := drop(); err != nil {
+			tb.Logf("%v", err)
+		}
+	})
+	return url
+}
 
+// CreateDatabase creates an empty database on the test server and returns
+// its URL and a function that drops it. It is for TestMain and examples,
+// which have no testing.TB; tests use NewDatabase.
+func CreateDatabase(ctx context.Context) (url string, drop func() error, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	admin := AdminURL()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		tb.Fatalf("pgtest: connect to %s (run scripts/ensure-postgres.sh or set OTELAUDIT_TEST_DATABASE_URL): %v", redact(admin), err)
+		return "", nil, fmt.Errorf("pgtest: connect to %s (run scripts/ensure-postgres.sh or set OTELAUDIT_TEST_DATABASE_URL): %w", redact(admin), err)
 	}
 	defer conn.Close(ctx)
 
@@ -50,22 +66,22 @@ func NewDatabase(tb testing.TB) string {
 	_, _ = rand.Read(b[:])
 	name := "otelaudit_test_" + hex.EncodeToString(b[:])
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		tb.Fatalf("pgtest: create database %s: %v", name, err)
+		return "", nil, fmt.Errorf("pgtest: create database %s: %w", name, err)
 	}
-	tb.Cleanup(func() {
+	drop = func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c, err := pgx.Connect(ctx, admin)
 		if err != nil {
-			tb.Logf("pgtest: drop database %s: %v", name, err)
-			return
+			return fmt.Errorf("pgtest: drop database %s: %w", name, err)
 		}
 		defer c.Close(ctx)
 		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			tb.Logf("pgtest: drop database %s: %v", name, err)
+			return fmt.Errorf("pgtest: drop database %s: %w", name, err)
 		}
-	})
-	return WithDatabase(admin, name)
+		return nil
+	}
+	return WithDatabase(admin, name), drop, nil
 }
 
 // WithDatabase returns rawURL with its database replaced by name.
