@@ -52,6 +52,8 @@ type config struct {
 	spoolWait     bool
 	meterProvider metric.MeterProvider
 	probeInterval time.Duration
+
+	writeConcurrency int
 }
 
 func newConfig(opts []Option) config {
@@ -125,6 +127,14 @@ func WithMaxArgsBytes(n int) Option {
 // WithRetry sets the retry policy for transient database errors.
 func WithRetry(rc RetryConfig) Option {
 	return optionFunc(func(c config) config { c.retry, c.retrySet = rc, true; return c })
+}
+
+// WithWriteConcurrency splits a batch of at least 2×256 audit records into
+// up to n parts written at once, each with its own COPY on its own
+// connection (default 1). Mapping and encoding then use more cores too.
+// Measure before raising it: see BENCHMARKS.md.
+func WithWriteConcurrency(n int) Option {
+	return optionFunc(func(c config) config { c.writeConcurrency = n; return c })
 }
 
 // DefaultSpoolAfter is how long a batch is retried against PostgreSQL before

@@ -14,9 +14,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.opentelemetry.io/otel/attribute"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
-	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
@@ -38,13 +36,9 @@ type Exporter struct {
 	writer   *pgwriter.Writer
 	tel      *telemetry
 
-	mu     sync.Mutex // serialises Export's use of the scratch state below
-	mapper auditrow.Mapper
-	src    lazyRows
-	attrs  []attribute.KeyValue
-	enc    []byte
-	res    *resource.Resource
-	svc    string
+	mu    sync.Mutex // serialises Export's use of the scratch state below
+	batch batch
+	enc   []byte
 
 	spool     *spool.Spool
 	down      atomic.Bool     // the last write to PostgreSQL failed
@@ -69,7 +63,7 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 		return nil, fmt.Errorf("otelaudit exporter: %w", err)
 	}
 	e := &Exporter{cfg: cfg, pool: cfg.pool, done: make(chan struct{})}
-	e.mapper.MaxArgsBytes = cfg.maxArgsBytes
+	e.batch = newBatch(cfg.writeConcurrency, cfg.maxArgsBytes)
 	if e.pool == nil {
 		pc, err := pgxpool.ParseConfig(cfg.databaseURL)
 		if err != nil {
@@ -128,22 +122,22 @@ func (e *Exporter) Export(ctx context.Context, records []sdklog.Record) error {
 
 	// Map lazily: the COPY encodes and sends each row as soon as it is
 	// mapped, so mapping overlaps with PostgreSQL ingesting the rows before.
-	e.src.reset(e, records)
-	defer e.src.release()
-	if skipped := len(records) - e.src.Len(); skipped > 0 {
+	e.batch.reset(records)
+	defer e.batch.release()
+	if skipped := len(records) - e.batch.Len(); skipped > 0 {
 		e.stats.skipped.Add(int64(skipped))
 		e.tel.skipped.Add(ctx, int64(skipped))
 	}
-	if e.src.Len() == 0 {
+	if e.batch.Len() == 0 {
 		return nil
 	}
-	err := e.deliver(ctx, &e.src)
+	err := e.deliver(ctx, &e.batch)
 	e.tel.duration.Record(ctx, time.Since(start).Seconds())
 	return err
 }
 
 // deliver writes the batch, or spools it, or drops and reports it.
-func (e *Exporter) deliver(ctx context.Context, src *lazyRows) error {
+func (e *Exporter) deliver(ctx context.Context, src *batch) error {
 	n := src.Len()
 	if e.spool != nil && (e.down.Load() || e.spool.Len() > 0) {
 		// PostgreSQL is away or the spool is still draining: keep the
@@ -180,12 +174,9 @@ func (e *Exporter) drop(ctx context.Context, n int, reason string) {
 
 // toSpool appends the batch to the spool. writeErr is why it is not in
 // PostgreSQL, for the report when the spool cannot take it either.
-func (e *Exporter) toSpool(ctx context.Context, src *lazyRows, writeErr error) error {
+func (e *Exporter) toSpool(ctx context.Context, src *batch, writeErr error) error {
 	n := src.Len()
-	for i := range n {
-		src.Row(i)
-	}
-	e.enc = auditrow.AppendRows(e.enc[:0], src.rows)
+	e.enc = auditrow.AppendRows(e.enc[:0], src.rows())
 	for {
 		err := e.spool.Append(e.enc)
 		if err == nil {
@@ -215,21 +206,10 @@ func (e *Exporter) toSpool(ctx context.Context, src *lazyRows, writeErr error) e
 }
 
 // write writes to PostgreSQL, retrying transient errors per the policy.
-func (e *Exporter) write(ctx context.Context, src pgwriter.Source) (pgwriter.Result, error) {
-	rc := e.cfg.retry
-	if !rc.Enabled {
-		return e.writer.WriteSource(ctx, src)
-	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = rc.InitialInterval
-	b.MaxInterval = rc.MaxInterval
-	opts := []backoff.RetryOption{backoff.WithBackOff(b)}
-	if rc.MaxElapsedTime > 0 {
-		opts = append(opts, backoff.WithMaxElapsedTime(rc.MaxElapsedTime))
-	}
+func (e *Exporter) write(ctx context.Context, b *batch) (pgwriter.Result, error) {
 	var res pgwriter.Result
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		r, err := e.writer.WriteSource(ctx, src)
+	op := func() (struct{}, error) {
+		r, err := e.writeParts(ctx, b)
 		res.Inserted += r.Inserted
 		res.Duplicates += r.Duplicates
 		res.Rejected += r.Rejected
@@ -237,8 +217,51 @@ func (e *Exporter) write(ctx context.Context, src pgwriter.Source) (pgwriter.Res
 			return struct{}{}, backoff.Permanent(err)
 		}
 		return struct{}{}, err
-	}, opts...)
+	}
+	rc := e.cfg.retry
+	if !rc.Enabled {
+		_, err := op()
+		var perm *backoff.PermanentError
+		if errors.As(err, &perm) {
+			err = perm.Unwrap()
+		}
+		return res, err
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = rc.InitialInterval
+	bo.MaxInterval = rc.MaxInterval
+	opts := []backoff.RetryOption{backoff.WithBackOff(bo)}
+	if rc.MaxElapsedTime > 0 {
+		opts = append(opts, backoff.WithMaxElapsedTime(rc.MaxElapsedTime))
+	}
+	_, err := backoff.Retry(ctx, op, opts...)
 	return res, err
+}
+
+// writeParts writes the parts of the batch, each on its own connection.
+func (e *Exporter) writeParts(ctx context.Context, b *batch) (pgwriter.Result, error) {
+	if b.used == 1 {
+		return e.writer.WriteSource(ctx, &b.parts[0])
+	}
+	results := make([]pgwriter.Result, b.used)
+	errs := make([]error, b.used)
+	var wg sync.WaitGroup
+	for i := range b.used {
+		wg.Go(func() { results[i], errs[i] = e.writer.WriteSource(ctx, &b.parts[i]) })
+	}
+	wg.Wait()
+	var res pgwriter.Result
+	for _, r := range results {
+		res.Inserted += r.Inserted
+		res.Duplicates += r.Duplicates
+		res.Rejected += r.Rejected
+	}
+	for _, err := range errs {
+		if err != nil && !pgwriter.Retryable(err) {
+			return res, err // a permanent failure decides
+		}
+	}
+	return res, errors.Join(errs...)
 }
 
 // Health reports whether the exporter can currently record audit events

@@ -2,6 +2,7 @@ package exporter_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -125,3 +126,26 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func connect(t *testing.T, url string) *pgx.Conn { return pgtest.Connect(t, url) }
+
+func TestWriteConcurrencyWritesEveryRowOnce(t *testing.T) {
+	t.Parallel()
+	exp, url := newExporter(t, exporter.WithWriteConcurrency(3))
+	batch := make([]sdklog.Record, 1000)
+	for i := range batch {
+		batch[i] = record(call(uuid.Must(uuid.NewV7()), fmt.Sprintf("tool-%d", i))...)
+	}
+	ctx := context.Background()
+	if err := exp.Export(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Export(ctx, batch); err != nil { // a replay
+		t.Fatal(err)
+	}
+	var n, tools int
+	if err := connect(t, url).QueryRow(ctx, `SELECT count(*), count(DISTINCT tool_name) FROM audit_log`).Scan(&n, &tools); err != nil {
+		t.Fatal(err)
+	}
+	if st := exp.Stats(); n != 1000 || tools != 1000 || st.Written != 1000 || st.Duplicates != 1000 {
+		t.Errorf("rows %d, distinct tools %d, stats %+v; want 1000 rows written once and 1000 duplicates", n, tools, st)
+	}
+}

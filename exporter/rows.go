@@ -8,74 +8,136 @@ import (
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
 )
 
-// lazyRows is the pgwriter.Source of one Export: it maps the audit records
-// of the batch in order, on first use.
-type lazyRows struct {
-	e       *Exporter
-	records []sdklog.Record
-	audit   []int // indexes of the audit events in records
-	rows    []auditrow.Row
-	rec     auditrow.Record
+// batch is the audit part of one Export, split into parts that are written
+// concurrently (one part unless WithWriteConcurrency asks for more).
+type batch struct {
+	audit []int // indexes of the audit events in the records
+	parts []lazyRows
+	used  int // parts in use for the current batch
+	all   []auditrow.Row
 }
 
-func (l *lazyRows) reset(e *Exporter, records []sdklog.Record) {
-	l.e, l.records = e, records
-	l.audit = l.audit[:0]
+// minPartRows is the smallest part worth its own connection.
+const minPartRows = 256
+
+func newBatch(concurrency, maxArgsBytes int) batch {
+	b := batch{parts: make([]lazyRows, max(concurrency, 1))}
+	for i := range b.parts {
+		b.parts[i].mapper.MaxArgsBytes = maxArgsBytes
+	}
+	return b
+}
+
+// reset takes the records of one Export and splits their audit events.
+func (b *batch) reset(records []sdklog.Record) {
+	b.audit = b.audit[:0]
 	for i := range records {
 		if auditrow.IsAuditEvent(records[i].EventName()) {
-			l.audit = append(l.audit, i)
+			b.audit = append(b.audit, i)
 		}
 	}
-	l.rows = l.rows[:0]
-	e.mapper.Reset()
+	n := len(b.audit)
+	b.used = min(len(b.parts), max(n/minPartRows, 1))
+	for i := range b.used {
+		b.parts[i].reset(records, b.audit[i*n/b.used:(i+1)*n/b.used])
+	}
+}
+
+// Len is the number of audit records in the batch.
+func (b *batch) Len() int { return len(b.audit) }
+
+// rows maps every record and returns all rows in order.
+func (b *batch) rows() []auditrow.Row {
+	if b.used == 1 {
+		return b.parts[0].mapAll()
+	}
+	b.all = b.all[:0]
+	for i := range b.used {
+		b.all = append(b.all, b.parts[i].mapAll()...)
+	}
+	return b.all
 }
 
 // release drops every reference to the SDK's records.
+func (b *batch) release() {
+	for i := range b.used {
+		b.parts[i].release()
+	}
+	clear(b.all)
+}
+
+// lazyRows is the pgwriter.Source of one part: it maps its records in
+// order, on first use, so that mapping overlaps with the COPY. Each part
+// has its own mapper and scratch space, so parts can be written at once.
+type lazyRows struct {
+	records []sdklog.Record
+	audit   []int
+	rows    []auditrow.Row
+	rec     auditrow.Record
+	attrs   []attribute.KeyValue
+	mapper  auditrow.Mapper
+	res     *resource.Resource
+	svc     string
+}
+
+func (l *lazyRows) reset(records []sdklog.Record, audit []int) {
+	l.records, l.audit = records, audit
+	l.rows = l.rows[:0]
+	l.mapper.Reset()
+}
+
 func (l *lazyRows) release() {
-	l.records = nil
+	l.records, l.audit = nil, nil
 	l.rec = auditrow.Record{}
-	clear(l.e.attrs)
+	clear(l.attrs)
 }
 
 func (l *lazyRows) Len() int { return len(l.audit) }
 
 func (l *lazyRows) Row(i int) *auditrow.Row {
 	for len(l.rows) <= i {
-		l.e.attrs = l.e.attrs[:0]
-		l.e.record(&l.records[l.audit[len(l.rows)]], &l.rec)
-		l.rows = append(l.rows, l.e.mapper.Map(&l.rec))
+		l.attrs = l.attrs[:0]
+		l.record(&l.records[l.audit[len(l.rows)]])
+		l.rows = append(l.rows, l.mapper.Map(&l.rec))
 	}
 	return &l.rows[i]
 }
 
-// record copies what the mapping needs out of an SDK record into dst. The
-// attributes go to one scratch slice: Map consumes them before the next.
-func (e *Exporter) record(r *sdklog.Record, dst *auditrow.Record) {
+func (l *lazyRows) mapAll() []auditrow.Row {
+	if n := l.Len(); n > 0 {
+		l.Row(n - 1)
+	}
+	return l.rows
+}
+
+// record copies what the mapping needs out of an SDK record. The attributes
+// go to one scratch slice: Map consumes them before the next record.
+func (l *lazyRows) record(r *sdklog.Record) {
 	r.WalkAttributes(func(kv attribute.KeyValue) bool {
-		e.attrs = append(e.attrs, kv)
+		l.attrs = append(l.attrs, kv)
 		return true
 	})
-	*dst = auditrow.Record{
+	l.rec = auditrow.Record{
 		Timestamp:         r.Timestamp(),
 		ObservedTimestamp: r.ObservedTimestamp(),
 		TraceID:           r.TraceID(),
 		SpanID:            r.SpanID(),
 		EventName:         r.EventName(),
-		ServiceName:       e.serviceName(r.Resource()),
+		ServiceName:       l.serviceName(r.Resource()),
 		Body:              r.Body(),
-		Attributes:        e.attrs,
+		Attributes:        l.attrs,
 	}
 }
 
-func (e *Exporter) serviceName(res *resource.Resource) string {
+func (l *lazyRows) serviceName(res *resource.Resource) string {
 	if res == nil {
 		return ""
 	}
-	if res != e.res {
-		e.res, e.svc = res, ""
+	if res != l.res {
+		l.res, l.svc = res, ""
 		if v, ok := res.Set().Value("service.name"); ok {
-			e.svc = v.Emit()
+			l.svc = v.Emit()
 		}
 	}
-	return e.svc
+	return l.svc
 }

@@ -44,7 +44,7 @@ func testResource() *resource.Resource {
 
 // otlpProvider is a LoggerProvider exporting over OTLP/HTTP. Without an
 // endpoint it follows OTEL_EXPORTER_OTLP_ENDPOINT, as a gateway would.
-func otlpProvider(tb testing.TB, opts ...otlploghttp.Option) *sdklog.LoggerProvider {
+func otlpProvider(tb testing.TB, queueSize int, opts ...otlploghttp.Option) *sdklog.LoggerProvider {
 	tb.Helper()
 	exp, err := otlploghttp.New(context.Background(), opts...)
 	if err != nil {
@@ -53,15 +53,26 @@ func otlpProvider(tb testing.TB, opts ...otlploghttp.Option) *sdklog.LoggerProvi
 	lp := sdklog.NewLoggerProvider(
 		sdklog.WithResource(testResource()),
 		sdklog.WithProcessor(exporter.NewProcessor(exp,
-			sdklog.WithMaxQueueSize(1<<20), sdklog.WithExportMaxBatchSize(1024), sdklog.WithExportInterval(100*time.Millisecond))),
+			batchOptions(queueSize)...)),
 	)
 	tb.Cleanup(func() { _ = lp.Shutdown(context.Background()) })
 	return lp
 }
 
+// batchOptions are the SDK batch processor settings of both paths: a queue
+// that holds every record of a run (the SDK drops records when its queue is
+// full), 1024 records per export.
+func batchOptions(queueSize int) []sdklog.BatchProcessorOption {
+	return []sdklog.BatchProcessorOption{
+		sdklog.WithMaxQueueSize(queueSize),
+		sdklog.WithExportMaxBatchSize(1024),
+		sdklog.WithExportInterval(100 * time.Millisecond),
+	}
+}
+
 // inProcessProvider is a LoggerProvider writing through the in-process
 // exporter to databaseURL.
-func inProcessProvider(tb testing.TB, databaseURL string) *sdklog.LoggerProvider {
+func inProcessProvider(tb testing.TB, queueSize int, databaseURL string) *sdklog.LoggerProvider {
 	tb.Helper()
 	exp, err := exporter.New(context.Background(), exporter.WithDatabaseURL(databaseURL))
 	if err != nil {
@@ -70,7 +81,7 @@ func inProcessProvider(tb testing.TB, databaseURL string) *sdklog.LoggerProvider
 	lp := sdklog.NewLoggerProvider(
 		sdklog.WithResource(testResource()),
 		sdklog.WithProcessor(exporter.NewProcessor(exp,
-			sdklog.WithMaxQueueSize(1<<20), sdklog.WithExportMaxBatchSize(1024), sdklog.WithExportInterval(100*time.Millisecond))),
+			batchOptions(queueSize)...)),
 	)
 	tb.Cleanup(func() { _ = lp.Shutdown(context.Background()) })
 	return lp
@@ -193,8 +204,8 @@ func TestEndToEndMatchesInProcess(t *testing.T) {
 	// The gateway switches to the Collector by OTEL_EXPORTER_OTLP_ENDPOINT
 	// alone.
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+gw.HTTPAddr)
-	viaCollector := otlpProvider(t)
-	inProcess := inProcessProvider(t, inProcessURL)
+	viaCollector := otlpProvider(t, 4096)
+	inProcess := inProcessProvider(t, 4096, inProcessURL)
 
 	const n = 1000
 	calls := testCalls(n)

@@ -29,7 +29,7 @@ func TestPersistentQueueSurvivesKill(t *testing.T) {
 		t.Helper()
 		// A fresh provider per phase: its Shutdown flushes, and its error
 		// tells whether the Collector accepted every record.
-		lp := otlpProvider(t, otlploghttp.WithEndpoint(gw.HTTPAddr), otlploghttp.WithInsecure())
+		lp := otlpProvider(t, 4096, otlploghttp.WithEndpoint(gw.HTTPAddr), otlploghttp.WithInsecure())
 		record(lp, calls)
 		if err := lp.Shutdown(ctx); err != nil {
 			t.Fatalf("OTLP export: %v", err)
