@@ -21,6 +21,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -41,8 +44,11 @@ const token = "loadgen-token-0000000001"
 type options struct {
 	duration, warmup time.Duration
 	sessions, rounds int
+	rate             float64
 	tool             string
 	dbURL            string
+	cpuprofile       string
+	gc               string
 }
 
 func main() {
@@ -50,9 +56,22 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per mode and round")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up per mode and round (its calls are audited and counted too)")
 	flag.IntVar(&o.sessions, "sessions", 32, "concurrent MCP sessions, each calling in a loop")
+	flag.Float64Var(&o.rate, "rate", 2000, "target calls/s over all sessions (each session paced evenly); 0 calls as fast as possible, which on a small machine measures CPU saturation rather than the latency audit adds")
 	flag.IntVar(&o.rounds, "rounds", 1, "rounds of (off, on); the order alternates each round")
 	flag.StringVar(&o.tool, "tool", "echo", "builtin tool to call: echo or add")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of each measured phase to this file prefix (PREFIX-on.pprof, PREFIX-off.pprof)")
+	gcMode := flag.String("gc", "limit", `garbage collector regime: "limit" runs both modes with GOGC=off and a 1 GiB memory limit, so that the audit queue's preallocated ring (max_queue_size records of live heap) does not make GC rarer with audit on than off; "default" keeps Go's defaults`)
 	flag.Parse()
+	switch *gcMode {
+	case "limit":
+		debug.SetGCPercent(-1)
+		debug.SetMemoryLimit(1 << 30)
+	case "default":
+	default:
+		fmt.Fprintf(os.Stderr, "loadgen: -gc: want limit or default, got %q\n", *gcMode)
+		os.Exit(2)
+	}
+	o.gc = *gcMode
 	o.dbURL = os.Getenv("OTELAUDIT_DATABASE_URL")
 	if o.dbURL == "" {
 		o.dbURL = DefaultDatabaseURL
@@ -85,8 +104,12 @@ func run(o options) error {
 	var id [4]byte
 	_, _ = rand.Read(id[:])
 	runID := hex.EncodeToString(id[:])
-	fmt.Printf("loadgen run %s: %d sessions, tool %s, %s measured (+%s warm-up) per mode, %d round(s)\n",
-		runID, o.sessions, o.tool, o.duration, o.warmup, o.rounds)
+	pace := "as fast as possible"
+	if o.rate > 0 {
+		pace = fmt.Sprintf("paced at %.0f calls/s", o.rate)
+	}
+	fmt.Printf("loadgen run %s: %d sessions %s, tool %s, %s measured (+%s warm-up) per mode, %d round(s), GC %s, GOMAXPROCS %d\n",
+		runID, o.sessions, pace, o.tool, o.duration, o.warmup, o.rounds, o.gc, runtime.GOMAXPROCS(0))
 
 	var results []*result
 	for round := range o.rounds {
@@ -197,7 +220,23 @@ func drive(ctx context.Context, o options, endpoint string, r *result) error {
 		var wg sync.WaitGroup
 		for i, s := range sessions {
 			wg.Go(func() {
+				// With a rate, session i calls at start + offset + k*interval.
+				var interval time.Duration
+				next := time.Now()
+				if o.rate > 0 {
+					interval = time.Duration(float64(time.Second) * float64(len(sessions)) / o.rate)
+					next = next.Add(interval * time.Duration(i) / time.Duration(len(sessions)))
+				}
 				for time.Now().Before(deadline) {
+					if interval > 0 {
+						if d := time.Until(next); d > 0 {
+							time.Sleep(d)
+						}
+						next = next.Add(interval)
+						if !time.Now().Before(deadline) {
+							break
+						}
+					}
 					t0 := time.Now()
 					res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: o.tool, Arguments: args})
 					el := time.Since(t0)
@@ -215,6 +254,17 @@ func drive(ctx context.Context, o options, endpoint string, r *result) error {
 		return lat
 	}
 	phase(o.warmup, false)
+	if o.cpuprofile != "" {
+		f, err := os.Create(fmt.Sprintf("%s-%s.pprof", o.cpuprofile, onOff(r.audit)))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	lat := phase(o.duration, true)
 	r.elapsed = time.Since(start)
