@@ -2,6 +2,7 @@ package instrumentation
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -57,7 +58,7 @@ func (a *Auditor) build(ctx context.Context, c *Call) log.Record {
 	}
 	id := c.RequestID
 	if id == uuid.Nil {
-		id = newRequestID(start)
+		id = newRequestID()
 	}
 	subject, role := c.Subject, c.Role
 	if subject == "" && role == "" && a.identity != nil {
@@ -138,28 +139,18 @@ func (a *Auditor) rolesValue(role string) attribute.Value {
 	return v
 }
 
-// newRequestID returns a UUIDv7 for a call that started at t. Its random bits
-// come from the runtime's ChaCha8 generator (seeded by the OS), which costs
-// neither a system call nor an allocation.
-func newRequestID(t time.Time) uuid.UUID {
+// newRequestID returns a UUIDv7 (google/uuid: time-ordered, monotonic
+// within a millisecond). Should the system's random source ever fail, a
+// random UUIDv4 from the runtime's generator keeps the call recorded.
+func newRequestID() uuid.UUID {
+	if id, err := uuid.NewV7(); err == nil {
+		return id
+	}
 	var u uuid.UUID
-	ms := uint64(t.UnixMilli())
 	r1, r2 := rand.Uint64(), rand.Uint64()
-	u[0] = byte(ms >> 40)
-	u[1] = byte(ms >> 32)
-	u[2] = byte(ms >> 24)
-	u[3] = byte(ms >> 16)
-	u[4] = byte(ms >> 8)
-	u[5] = byte(ms)
-	u[6] = 0x70 | byte(r1>>8)&0x0f // version 7
-	u[7] = byte(r1)
-	u[8] = 0x80 | byte(r1>>16)&0x3f // variant 10
-	u[9] = byte(r1 >> 24)
-	u[10] = byte(r1 >> 32)
-	u[11] = byte(r1 >> 40)
-	u[12] = byte(r2)
-	u[13] = byte(r2 >> 8)
-	u[14] = byte(r2 >> 16)
-	u[15] = byte(r2 >> 24)
+	binary.LittleEndian.PutUint64(u[:8], r1)
+	binary.LittleEndian.PutUint64(u[8:], r2)
+	u[6] = 0x40 | u[6]&0x0f // version 4
+	u[8] = 0x80 | u[8]&0x3f // variant 10
 	return u
 }

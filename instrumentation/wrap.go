@@ -76,7 +76,7 @@ func (a *Auditor) Invoke(ctx context.Context, req ToolRequest, next ToolHandler)
 		ctx = context.Background()
 	}
 	start := time.Now()
-	id := newRequestID(start)
+	id := newRequestID()
 
 	var spanAttrs [6]attribute.KeyValue
 	sa := append(spanAttrs[:0],
