@@ -51,7 +51,7 @@ func TestPersistentQueueSurvivesKill(t *testing.T) {
 	// that some are in flight (dispatched, not acknowledged) at the kill.
 	time.Sleep(1500 * time.Millisecond)
 	if q, err := gw.Metric("otelcol_exporter_queue_size"); err != nil || q == 0 {
-		t.Logf("otelcol_exporter_queue_size = %v (err %v) before the kill", q, err)
+		t.Fatalf("otelcol_exporter_queue_size = %v (err %v) before the kill, want the accepted records", q, err)
 	}
 	assertCount(t, databaseURL, 200)
 
