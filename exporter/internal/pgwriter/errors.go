@@ -36,6 +36,13 @@ func Retryable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
+	// Failing to connect is retryable whatever the server said (wrong
+	// password, database not there yet, starting up): an operator can fix
+	// it, and the audit rows must wait for that, not be lost.
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {

@@ -139,6 +139,21 @@ func TestRetryable(t *testing.T) {
 	}
 }
 
+func TestConnectErrorsAreRetryable(t *testing.T) {
+	t.Parallel()
+	// A server that refuses the login (no such database) still means "not
+	// now": the rows must wait, not be dropped.
+	pool, err := pgxpool.New(context.Background(), pgtest.WithDatabase(pgtest.AdminURL(), "otelaudit_no_such_db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	_, err = pgwriter.New(pool, "audit_log").Write(context.Background(), rows(1))
+	if err == nil || !pgwriter.Retryable(err) {
+		t.Fatalf("write to a missing database: err = %v, retryable = %v", err, pgwriter.Retryable(err))
+	}
+}
+
 func TestWriteAgainstStoppedServer(t *testing.T) {
 	t.Parallel()
 	cluster := pgtest.StartCluster(t)
