@@ -393,4 +393,3 @@ func checkRows(t *testing.T, rows []row) {
 		}
 	}
 }
-

@@ -83,6 +83,15 @@ func run(configPath string, verbose bool) error {
 	cfg.DatabaseURL = dbURL
 	cfg.ServiceName = serviceName
 	cfg.CallTimeout = 2 * time.Second // so that the long sleep times out
+	if cfg.Audit.SpoolDir != "" {
+		// A spool of its own, so the demo runs next to a gateway.
+		dir, err := os.MkdirTemp("", "otelaudit-demo-spool-")
+		if err != nil {
+			return fmt.Errorf("spool directory: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		cfg.Audit.SpoolDir = dir
+	}
 	cfg.Backends = append(cfg.Backends, gateway.BackendConfig{
 		Name: "inventory", Type: gateway.BackendHTTP, URL: inventory.URL, ToolPrefix: "inventory_",
 	})

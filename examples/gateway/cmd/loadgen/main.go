@@ -27,6 +27,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -45,6 +46,8 @@ type options struct {
 	duration, warmup time.Duration
 	sessions, rounds int
 	rate             float64
+	queue, batch     int
+	interval         time.Duration
 	tool             string
 	dbURL            string
 	cpuprofile       string
@@ -57,15 +60,19 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up per mode and round (its calls are audited and counted too)")
 	flag.IntVar(&o.sessions, "sessions", 32, "concurrent MCP sessions, each calling in a loop")
 	flag.Float64Var(&o.rate, "rate", 2000, "target calls/s over all sessions (each session paced evenly); 0 calls as fast as possible, which on a small machine measures CPU saturation rather than the latency audit adds")
+	flag.IntVar(&o.queue, "max-queue-size", 8192, "audit batch processor queue (records), as in gateway.yaml")
+	flag.IntVar(&o.batch, "max-batch-size", 2048, "audit batch processor export batch (records)")
+	flag.DurationVar(&o.interval, "export-interval", 200*time.Millisecond, "audit batch processor export interval")
 	flag.IntVar(&o.rounds, "rounds", 1, "rounds of (off, on); the order alternates each round")
 	flag.StringVar(&o.tool, "tool", "echo", "builtin tool to call: echo or add")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of each measured phase to this file prefix (PREFIX-on.pprof, PREFIX-off.pprof)")
-	gcMode := flag.String("gc", "limit", `garbage collector regime: "limit" runs both modes with GOGC=off and a 1 GiB memory limit, so that the audit queue's preallocated ring (max_queue_size records of live heap) does not make GC rarer with audit on than off; "default" keeps Go's defaults`)
+	gcMode := flag.String("gc", "limit", `garbage collector regime: "limit" runs both modes with GOGC=off and the -memlimit memory limit, so that both collect at about the same heap size; with Go's defaults ("default") the audit queue's preallocated ring (max_queue_size records, tens of MB of live heap) makes GC much rarer with audit on than off, and audit on looks cheaper than off`)
+	memLimit := flag.Int64("memlimit", 256<<20, "memory limit in bytes for -gc limit")
 	flag.Parse()
 	switch *gcMode {
 	case "limit":
 		debug.SetGCPercent(-1)
-		debug.SetMemoryLimit(1 << 30)
+		debug.SetMemoryLimit(*memLimit)
 	case "default":
 	default:
 		fmt.Fprintf(os.Stderr, "loadgen: -gc: want limit or default, got %q\n", *gcMode)
@@ -91,6 +98,18 @@ type result struct {
 	elapsed   time.Duration
 	rows      int64
 	flushTime time.Duration
+	// cpu is the CPU time (user+system) of this process, gateway and
+	// clients together, during the measured phase.
+	cpu time.Duration
+}
+
+// processCPU returns the CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func run(o options) error {
@@ -123,7 +142,10 @@ func run(o options) error {
 				return err
 			}
 			results = append(results, r)
-			fmt.Printf("  round %d, audit %-3s: %d calls, %.0f calls/s\n", round+1, onOff(r.audit), len(r.measured), float64(len(r.measured))/r.elapsed.Seconds())
+			sorted := slices.Sorted(slices.Values(r.measured))
+			fmt.Printf("  round %d, audit %-3s: %6d calls, %5.0f calls/s, p50 %s, p99 %s, max %s, CPU %.0f µs/call\n", round+1, onOff(r.audit),
+				len(r.measured), float64(len(r.measured))/r.elapsed.Seconds(), ms(pct(sorted, 0.5)), ms(pct(sorted, 0.99)), ms(sorted[len(sorted)-1]),
+				float64(r.cpu.Microseconds())/float64(len(r.measured)))
 		}
 	}
 	return report(results)
@@ -143,9 +165,9 @@ func measure(ctx context.Context, o options, audit bool, service string) (*resul
 		ServiceName: service,
 		Audit: gateway.AuditConfig{
 			Enabled:        &audit,
-			MaxQueueSize:   65536,
-			MaxBatchSize:   2048,
-			ExportInterval: 200 * time.Millisecond,
+			MaxQueueSize:   o.queue,
+			MaxBatchSize:   o.batch,
+			ExportInterval: o.interval,
 		},
 		Clients:  []gateway.ClientConfig{{Subject: "loadgen", Role: "load", Token: token}},
 		Roles:    map[string][]string{"load": {"*"}},
@@ -265,9 +287,11 @@ func drive(ctx context.Context, o options, endpoint string, r *result) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	cpu0 := processCPU()
 	start := time.Now()
 	lat := phase(o.duration, true)
 	r.elapsed = time.Since(start)
+	r.cpu = processCPU() - cpu0
 	for _, l := range lat {
 		r.measured = append(r.measured, l...)
 	}
@@ -291,6 +315,7 @@ func report(results []*result) error {
 		elapsed             time.Duration
 		calls, errors, rows int64
 		flush               time.Duration
+		cpu                 time.Duration
 	}
 	by := map[bool]*agg{false: {}, true: {}}
 	for _, r := range results {
@@ -301,10 +326,11 @@ func report(results []*result) error {
 		a.errors += r.errors
 		a.rows += r.rows
 		a.flush = max(a.flush, r.flushTime)
+		a.cpu += r.cpu
 	}
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "audit\tcalls/s\tp50\tp99\tmax\tmeasured calls\tall calls\terrors\taudit rows\t")
+	fmt.Fprintln(w, "audit\tcalls/s\tp50\tp99\tmax\tCPU/call\tmeasured calls\tall calls\terrors\taudit rows\t")
 	p99 := map[bool]time.Duration{}
 	for _, audit := range []bool{false, true} {
 		a := by[audit]
@@ -317,8 +343,9 @@ func report(results []*result) error {
 		if audit {
 			rows = fmt.Sprint(a.rows)
 		}
-		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", onOff(audit),
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%s\t%.0f µs\t%d\t%d\t%d\t%s\t\n", onOff(audit),
 			float64(len(a.lat))/a.elapsed.Seconds(), ms(pct(a.lat, 0.50)), ms(p99[audit]), ms(a.lat[len(a.lat)-1]),
+			float64(a.cpu.Microseconds())/float64(len(a.lat)),
 			len(a.lat), a.calls, a.errors, rows)
 	}
 	w.Flush()

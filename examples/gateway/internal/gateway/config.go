@@ -28,6 +28,7 @@ const (
 	EnvAuditEnabled    = "GATEWAY_AUDIT_ENABLED"    // audit.enabled
 	EnvCallTimeout     = "GATEWAY_CALL_TIMEOUT"     // call_timeout
 	EnvShutdownTimeout = "GATEWAY_SHUTDOWN_TIMEOUT" // shutdown_timeout
+	EnvSpoolDir        = "GATEWAY_AUDIT_SPOOL_DIR"  // audit.spool_dir
 )
 
 // Defaults for settings the configuration leaves out.
@@ -87,7 +88,22 @@ type AuditConfig struct {
 	MaxQueueSize   int           `yaml:"max_queue_size"`
 	ExportInterval time.Duration `yaml:"export_interval"`
 	MaxBatchSize   int           `yaml:"max_batch_size"`
+	// SpoolDir, when set, keeps audit batches on local disk while
+	// PostgreSQL cannot be reached and replays them when it is back, so
+	// an outage loses nothing (exporter.WithSpool). One directory per
+	// gateway process.
+	SpoolDir string `yaml:"spool_dir"`
+	// SpoolMaxBytes bounds the spool (default 1 GiB).
+	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
+	// FailClosed refuses tool calls (status denied, error.type
+	// audit_unavailable) while the exporter cannot record them durably,
+	// instead of letting them through unaudited. It needs the PostgreSQL
+	// exporter.
+	FailClosed bool `yaml:"fail_closed"`
 }
+
+// DefaultSpoolMaxBytes bounds the spool unless spool_max_bytes is set.
+const DefaultSpoolMaxBytes = 1 << 30
 
 // IsEnabled reports whether auditing is on.
 func (a AuditConfig) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
@@ -165,6 +181,9 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	if v, ok := lookup(EnvDatabaseURL); ok && v != "" {
 		c.DatabaseURL = v
 	}
+	if v, ok := lookup(EnvSpoolDir); ok && v != "" {
+		c.Audit.SpoolDir = v
+	}
 	if v, ok := lookup(EnvServiceName); ok && v != "" {
 		c.ServiceName = v
 	}
@@ -233,6 +252,12 @@ func (c *Config) Finish() error {
 	}
 	if c.Audit.MaxQueueSize < 0 || c.Audit.MaxBatchSize < 0 || c.Audit.ExportInterval < 0 {
 		bad("audit", "max_queue_size, max_batch_size and export_interval must not be negative")
+	}
+	if c.Audit.SpoolMaxBytes < 0 {
+		bad("audit.spool_max_bytes", "must not be negative")
+	}
+	if c.Audit.SpoolDir != "" && c.Audit.SpoolMaxBytes == 0 {
+		c.Audit.SpoolMaxBytes = DefaultSpoolMaxBytes
 	}
 
 	for _, role := range slices.Sorted(maps.Keys(c.Roles)) {

@@ -9,12 +9,16 @@ import (
 func TestSampleConfigLoads(t *testing.T) {
 	t.Setenv(EnvListen, "")
 	t.Setenv(EnvDatabaseURL, "")
+	t.Setenv(EnvSpoolDir, "")
 	cfg, err := Load("../../gateway.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:8080" || len(cfg.Clients) != 2 || len(cfg.Backends) != 1 || !cfg.Audit.IsEnabled() {
 		t.Errorf("unexpected sample config: %+v", cfg)
+	}
+	if cfg.Audit.SpoolDir == "" || cfg.Audit.SpoolMaxBytes != DefaultSpoolMaxBytes {
+		t.Errorf("spool: %q, %d bytes", cfg.Audit.SpoolDir, cfg.Audit.SpoolMaxBytes)
 	}
 	if cfg.Audit.ExportInterval != 200*time.Millisecond || cfg.CallTimeout != 30*time.Second {
 		t.Errorf("durations: export_interval %s, call_timeout %s", cfg.Audit.ExportInterval, cfg.CallTimeout)

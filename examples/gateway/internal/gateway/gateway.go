@@ -81,11 +81,15 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Gateway, error
 	g.telemetry = tel
 	tracer := tel.TracerProvider.Tracer("github.com/sentinel-gateway/otelaudit/examples/gateway")
 	if cfg.Audit.IsEnabled() {
-		g.auditor = instrumentation.New(
+		opts := []instrumentation.Option{
 			instrumentation.WithLoggerProvider(tel.LoggerProvider),
 			instrumentation.WithTracerProvider(tel.TracerProvider),
 			instrumentation.WithRedactKeys(cfg.Audit.RedactKeys...),
-		)
+		}
+		if cfg.Audit.FailClosed {
+			opts = append(opts, instrumentation.WithFailClosed(tel.Health))
+		}
+		g.auditor = instrumentation.New(opts...)
 	}
 
 	g.server = mcp.NewServer(&mcp.Implementation{Name: "otelaudit-gateway", Version: Version}, &mcp.ServerOptions{Logger: quiet(logger)})

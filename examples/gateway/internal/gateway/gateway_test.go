@@ -50,9 +50,12 @@ func TestTokensNeverLeak(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	cfg := &Config{
 		DatabaseURL: dbURL,
-		Clients:     []ClientConfig{{Subject: "alice", Role: "admin", Token: testToken}},
-		Roles:       map[string][]string{"admin": {"echo"}},
-		Backends:    []BackendConfig{{Name: "demo", Type: BackendBuiltin}},
+		// The spool and fail-closed mode are wired but idle while
+		// PostgreSQL is up.
+		Audit:    AuditConfig{SpoolDir: t.TempDir(), FailClosed: true},
+		Clients:  []ClientConfig{{Subject: "alice", Role: "admin", Token: testToken}},
+		Roles:    map[string][]string{"admin": {"echo"}},
+		Backends: []BackendConfig{{Name: "demo", Type: BackendBuiltin}},
 	}
 	if err := cfg.Finish(); err != nil {
 		t.Fatal(err)

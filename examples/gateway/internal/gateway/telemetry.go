@@ -16,6 +16,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/sentinel-gateway/otelaudit/exporter"
+	"github.com/sentinel-gateway/otelaudit/instrumentation"
 )
 
 // Telemetry is the gateway's TracerProvider and LoggerProvider.
@@ -33,6 +34,9 @@ type Telemetry struct {
 	LoggerProvider log.LoggerProvider
 	// Mode says where audit records go: "postgres", "otlp" or "off".
 	Mode string
+	// Health reports whether audit records can be stored durably; set
+	// only in postgres mode (the exporter implements it).
+	Health instrumentation.HealthChecker
 
 	shutdownLogs func(context.Context) error
 }
@@ -68,6 +72,10 @@ func NewTelemetry(ctx context.Context, cfg *Config) (*Telemetry, error) {
 		return t, nil
 	case otlpEnabled():
 		t.Mode = "otlp"
+		if cfg.Audit.FailClosed || cfg.Audit.SpoolDir != "" {
+			_ = t.TracerProvider.Shutdown(ctx)
+			return nil, errors.New("telemetry: audit.fail_closed and audit.spool_dir need the PostgreSQL exporter, but OTEL_EXPORTER_OTLP_ENDPOINT sends audit records to a Collector (whose persistent queue does the spooling)")
+		}
 		le, err := otlploghttp.New(ctx)
 		if err != nil {
 			_ = t.TracerProvider.Shutdown(ctx)
@@ -77,11 +85,16 @@ func NewTelemetry(ctx context.Context, cfg *Config) (*Telemetry, error) {
 	default:
 		t.Mode = "postgres"
 		// New applies the audit_log migrations.
-		exp, err := exporter.New(ctx, exporter.WithDatabaseURL(cfg.DatabaseURL))
+		opts := []exporter.Option{exporter.WithDatabaseURL(cfg.DatabaseURL)}
+		if cfg.Audit.SpoolDir != "" {
+			opts = append(opts, exporter.WithSpool(cfg.Audit.SpoolDir, cfg.Audit.SpoolMaxBytes))
+		}
+		exp, err := exporter.New(ctx, opts...)
 		if err != nil {
 			_ = t.TracerProvider.Shutdown(ctx)
 			return nil, fmt.Errorf("telemetry: audit exporter: %w", err)
 		}
+		t.Health = exp
 		proc = exporter.NewProcessor(exp, batchOptions(cfg.Audit)...)
 	}
 	lp := sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(proc))
