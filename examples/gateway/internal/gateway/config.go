@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -73,6 +74,11 @@ type Config struct {
 	Roles map[string][]string `yaml:"roles"`
 	// Backends serve the tools; their tools are listed at start-up.
 	Backends []BackendConfig `yaml:"backends"`
+
+	// AuditExporter, when set in code, replaces the PostgreSQL exporter
+	// behind the audit batch processor. The load generator uses it to tell
+	// the cost of the instrumentation from the cost of the export.
+	AuditExporter sdklog.Exporter `yaml:"-"`
 }
 
 // AuditConfig configures the audit trail.

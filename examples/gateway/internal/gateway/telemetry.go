@@ -82,6 +82,9 @@ func NewTelemetry(ctx context.Context, cfg *Config) (*Telemetry, error) {
 			return nil, fmt.Errorf("telemetry: OTLP log exporter: %w", err)
 		}
 		proc = sdklog.NewBatchProcessor(le, batchOptions(cfg.Audit)...)
+	case cfg.AuditExporter != nil:
+		t.Mode = "custom"
+		proc = exporter.NewProcessor(cfg.AuditExporter, batchOptions(cfg.Audit)...)
 	default:
 		t.Mode = "postgres"
 		// New applies the audit_log migrations.
