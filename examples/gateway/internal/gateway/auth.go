@@ -71,14 +71,16 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		AllowMissingExpiration: true,
 	})(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		var body []byte
-		if r.Header.Get("Authorization") == "" || !a.known(r) {
-			// The request will be refused: keep the start of its body to
-			// audit which tool it tried to call.
-			body, _ = io.ReadAll(io.LimitReader(r.Body, maxPeekBytes))
-			r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
+		if a.known(r) {
+			// The common case: RequireBearerToken will let it through.
+			protected.ServeHTTP(w, r)
+			return
 		}
+		// The request will most likely be refused: keep the start of its
+		// body to audit which tool it tried to call.
+		start := time.Now()
+		body, _ := io.ReadAll(io.LimitReader(r.Body, maxPeekBytes))
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
 		rec := &statusRecorder{ResponseWriter: w}
 		protected.ServeHTTP(rec, r)
 		if rec.status == http.StatusUnauthorized {
