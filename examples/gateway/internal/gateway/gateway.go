@@ -111,7 +111,8 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Gateway, error
 	mux.HandleFunc("GET /healthz", g.healthz)
 	g.handler = mux
 
-	logger.Info("gateway ready", "audit", tel.Mode, "tools", len(g.routes), "backends", len(g.backends))
+	logger.Info("gateway ready", "audit", tel.Mode, "spool_dir", cfg.Audit.SpoolDir, "fail_closed", cfg.Audit.FailClosed,
+		"tools", len(g.routes), "backends", len(g.backends))
 	return g, nil
 }
 
