@@ -23,12 +23,24 @@ import (
 
 const shutdownToken = "shutdown-test-token-0001"
 
+// binDir holds the gateway binary built for the tests.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // buildGateway builds this command once per test binary.
 var buildGateway = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "otelaudit-gateway-bin-")
 	if err != nil {
 		return "", err
 	}
+	binDir = dir
 	bin := filepath.Join(dir, "gateway")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
