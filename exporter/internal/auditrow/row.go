@@ -72,36 +72,3 @@ type Row struct {
 	ServiceName    string // "" is NULL
 	Attributes     []byte // JSON object; nil is NULL
 }
-
-// Columns are the audit_log columns a Row fills, in the order of [Row.Values].
-var Columns = []string{
-	"request_id", "timestamp", "client_subject", "client_role", "tool_name",
-	"backend_name", "request_args", "response_status", "error_message",
-	"latency_ms", "trace_id", "span_id", "service_name", "attributes",
-}
-
-// Values appends the row's column values, in [Columns] order, to dst, with
-// nil for NULL. The values point into r, so that handing them to pgx boxes
-// nothing: r must stay unchanged until they are encoded.
-func (r *Row) Values(dst []any) []any {
-	return append(dst,
-		(*[16]byte)(&r.RequestID), &r.Timestamp, &r.ClientSubject, &r.ClientRole, &r.ToolName,
-		&r.BackendName, nullJSON(&r.RequestArgs), &r.ResponseStatus, nullText(&r.ErrorMessage),
-		&r.LatencyMS, nullText(&r.TraceID), nullText(&r.SpanID), nullText(&r.ServiceName),
-		nullJSON(&r.Attributes),
-	)
-}
-
-func nullText(s *string) any {
-	if *s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullJSON(b *[]byte) any {
-	if *b == nil {
-		return nil
-	}
-	return b
-}

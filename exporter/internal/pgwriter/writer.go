@@ -57,7 +57,7 @@ func New(pool *pgxpool.Pool, table string) *Writer {
 		table:   pgx.Identifier{table},
 		insert:  strings.ReplaceAll(insertSQL, "audit_log", quoted),
 		reject:  strings.ReplaceAll(rejectSQL, "audit_log_rejects", rejects),
-		columns: auditrow.Columns,
+		columns: columnNames,
 	}
 }
 
@@ -200,7 +200,7 @@ type copySource struct {
 func (s *copySource) Next() bool { s.i++; return s.i < s.n }
 
 func (s *copySource) Values() ([]any, error) {
-	s.vals = s.src.Row(s.i).Values(s.vals[:0])
+	s.vals = appendValues(s.vals[:0], s.src.Row(s.i))
 	return s.vals, nil
 }
 
