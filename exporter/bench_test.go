@@ -166,23 +166,32 @@ func benchExport(b *testing.B, opts ...exporter.Option) {
 // while the processor exports in the background, and stops the clock when
 // ForceFlush returns: everything the application pays for, minus the
 // Auditor. The queue holds the whole run, so nothing is dropped.
-func BenchmarkEndToEnd(b *testing.B) { benchEndToEnd(b, 1) }
+func BenchmarkEndToEnd(b *testing.B) { benchEndToEnd(b, 1, false) }
 
 // BenchmarkEndToEndConcurrency2 is BenchmarkEndToEnd with each batch split
 // across two connections.
-func BenchmarkEndToEndConcurrency2(b *testing.B) { benchEndToEnd(b, 2) }
+func BenchmarkEndToEndConcurrency2(b *testing.B) { benchEndToEnd(b, 2, false) }
 
-func benchEndToEnd(b *testing.B, concurrency int) {
+// BenchmarkEndToEndAllowKeyDuplication is BenchmarkEndToEnd on a provider
+// with sdklog.WithAllowKeyDuplication: the SDK skips its per-record key
+// de-duplication, which audit records (unique keys) do not need.
+func BenchmarkEndToEndAllowKeyDuplication(b *testing.B) { benchEndToEnd(b, 1, true) }
+
+func benchEndToEnd(b *testing.B, concurrency int, allowDup bool) {
 	url := benchDB(b)
 	exp, err := exporter.New(context.Background(), exporter.WithDatabaseURL(url), exporter.WithMigrate(false),
 		exporter.WithWriteConcurrency(concurrency))
 	if err != nil {
 		b.Fatal(err)
 	}
-	lp := sdklog.NewLoggerProvider(
+	opts := []sdklog.LoggerProviderOption{
 		sdklog.WithResource(resource.NewSchemaless(attribute.String("service.name", "gateway"))),
 		sdklog.WithProcessor(exporter.NewProcessor(exp, sdklog.WithMaxQueueSize(b.N*benchBatch+1), sdklog.WithExportMaxBatchSize(benchBatch))),
-	)
+	}
+	if allowDup {
+		opts = append(opts, sdklog.WithAllowKeyDuplication())
+	}
+	lp := sdklog.NewLoggerProvider(opts...)
 	defer lp.Shutdown(context.Background())
 	l := lp.Logger("bench")
 	ids := make([]uuid.UUID, b.N*benchBatch)
