@@ -210,9 +210,7 @@ func (e *Exporter) write(ctx context.Context, b *batch) (pgwriter.Result, error)
 	var res pgwriter.Result
 	op := func() (struct{}, error) {
 		r, err := e.writeParts(ctx, b)
-		res.Inserted += r.Inserted
-		res.Duplicates += r.Duplicates
-		res.Rejected += r.Rejected
+		res.Add(r)
 		if err != nil && !pgwriter.Retryable(err) {
 			return struct{}{}, backoff.Permanent(err)
 		}
@@ -252,9 +250,7 @@ func (e *Exporter) writeParts(ctx context.Context, b *batch) (pgwriter.Result, e
 	wg.Wait()
 	var res pgwriter.Result
 	for _, r := range results {
-		res.Inserted += r.Inserted
-		res.Duplicates += r.Duplicates
-		res.Rejected += r.Rejected
+		res.Add(r)
 	}
 	for _, err := range errs {
 		if err != nil && !pgwriter.Retryable(err) {

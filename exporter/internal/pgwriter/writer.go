@@ -38,6 +38,13 @@ type Result struct {
 	Rejected int
 }
 
+// Add adds the counts of o to r.
+func (r *Result) Add(o Result) {
+	r.Inserted += o.Inserted
+	r.Duplicates += o.Duplicates
+	r.Rejected += o.Rejected
+}
+
 // Writer writes rows to one audit table. It is safe for concurrent use.
 type Writer struct {
 	pool    *pgxpool.Pool
