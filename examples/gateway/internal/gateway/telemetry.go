@@ -100,7 +100,9 @@ func NewTelemetry(ctx context.Context, cfg *Config) (*Telemetry, error) {
 		t.Health = exp
 		proc = exporter.NewProcessor(exp, batchOptions(cfg.Audit)...)
 	}
-	lp := sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(proc))
+	// This provider carries only audit records, whose keys the Auditor never
+	// repeats: skipping the SDK's per-record key de-duplication halves Emit.
+	lp := sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(proc), sdklog.WithAllowKeyDuplication())
 	t.LoggerProvider, t.shutdownLogs = lp, lp.Shutdown
 	return t, nil
 }
