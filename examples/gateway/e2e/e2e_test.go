@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,12 +37,20 @@ var npmOnce sync.Once
 var npmErr error
 
 // ensureNodeModules installs the npm dependencies from the lockfile when
-// they are missing. It skips the test only when node or npm are absent.
+// they are missing. It skips the test only when node or npm are absent, or
+// node is older than the version 20 the TypeScript MCP SDK requires
+// (scripts/ensure-node.sh installs them on a machine without them).
 func ensureNodeModules(t *testing.T) (node, dir string) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not installed")
+		t.Skip("node is not installed (scripts/ensure-node.sh installs it)")
+	}
+	if out, err := exec.Command(node, "--version").Output(); err == nil {
+		v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+		if major, _, _ := strings.Cut(v, "."); atoi(major) < 20 {
+			t.Skipf("node %s is older than the 20 the TypeScript MCP SDK needs", v)
+		}
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
@@ -392,4 +401,12 @@ func checkRows(t *testing.T, rows []row) {
 			t.Log(r.Whole)
 		}
 	}
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0
+	}
+	return n
 }
