@@ -2,12 +2,14 @@ package exporter_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
@@ -147,5 +149,80 @@ func TestWriteConcurrencyWritesEveryRowOnce(t *testing.T) {
 	}
 	if st := exp.Stats(); n != 1000 || tools != 1000 || st.Written != 1000 || st.Duplicates != 1000 {
 		t.Errorf("rows %d, distinct tools %d, stats %+v; want 1000 rows written once and 1000 duplicates", n, tools, st)
+	}
+}
+
+func TestShutdownContract(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+
+	// A pool the caller passes is never closed by the exporter.
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	exp, err := exporter.New(ctx, exporter.WithPool(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Shutdown(ctx); err != nil {
+		t.Errorf("second Shutdown: %v", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		t.Errorf("the caller's pool was closed by Shutdown: %v", err)
+	}
+	if err := exp.Export(ctx, []sdklog.Record{record(call(uuid.Must(uuid.NewV7()), "late")...)}); !errors.Is(err, sdklog.ErrExporterShutdown) {
+		t.Errorf("Export after Shutdown = %v, want ErrExporterShutdown", err)
+	}
+	if err := exp.ForceFlush(ctx); err != nil {
+		t.Errorf("ForceFlush after Shutdown: %v", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_log`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("rows after a refused Export = %d (%v), want 0", n, err)
+	}
+}
+
+func TestProcessorEnabledOnlyForAuditEvents(t *testing.T) {
+	t.Parallel()
+	stuck := &stuckExporter{release: make(chan struct{})}
+	close(stuck.release)
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(exporter.NewProcessor(stuck)))
+	defer lp.Shutdown(context.Background())
+	l := lp.Logger("test")
+	ctx := context.Background()
+	if !l.Enabled(ctx, log.EnabledParameters{EventName: otelaudit.EventName}) {
+		t.Error("Enabled = false for an audit event")
+	}
+	for _, name := range []string{"", "app.request", "otelaudit.tool_call.v2"} {
+		if l.Enabled(ctx, log.EnabledParameters{EventName: name}) {
+			t.Errorf("Enabled = true for event %q", name)
+		}
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	if _, err := exporter.New(ctx, exporter.WithDatabaseURL("postgres://%zz")); err == nil {
+		t.Error("bad URL: no error")
+	}
+	if _, err := exporter.New(ctx, exporter.WithDatabaseURL(pgtest.AdminURL()), exporter.WithTable("Bad-Name")); err == nil {
+		t.Error("bad table name: no error")
+	}
+	cluster := pgtest.StartCluster(t)
+	cluster.Stop()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := exporter.New(cctx, exporter.WithDatabaseURL(cluster.URL())); err == nil {
+		t.Error("migrations against a stopped server: no error")
+	}
+	if _, err := exporter.New(ctx, exporter.WithDatabaseURL(pgtest.AdminURL()), exporter.WithMigrate(false), exporter.WithSpool("/proc/otelaudit-no-such-dir", 1<<20)); err == nil {
+		t.Error("unusable spool directory: no error")
 	}
 }
