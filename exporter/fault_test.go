@@ -145,7 +145,8 @@ func TestOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("30 s outage")
 	}
-	t.Parallel()
+	// Not parallel: the latency it measures should not be the other load
+	// tests' CPU contention.
 	cluster := pgtest.StartCluster(t)
 	p := newPipeline(t, cluster.URL(), exporter.WithSpool(t.TempDir(), 1<<30))
 
