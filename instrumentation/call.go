@@ -34,8 +34,8 @@ type Call struct {
 	// is emitted; the value itself is never modified.
 	Args any
 	// Status is the outcome. Empty means: derived from Err (nil is ok, a
-	// context deadline is timeout, ErrAuditUnavailable is denied, anything
-	// else error).
+	// context deadline is timeout, ErrDenied and ErrAuditUnavailable are
+	// denied, anything else error).
 	Status otelaudit.Status
 	// Err is the error the call failed with, if any.
 	Err error
@@ -57,6 +57,13 @@ type Call struct {
 }
 
 // status returns the call's outcome.
+// ErrDenied marks a call the gateway refused (an authorization decision, a
+// policy, a rate limit). A handler that returns an error wrapping it, for
+// example fmt.Errorf("role %q may not call %q: %w", role, tool, ErrDenied),
+// is recorded as denied with error.type "denied" (or the Call's ErrorType),
+// through Record, Wrap and both MCP adapters alike.
+var ErrDenied = errors.New("denied")
+
 func (c *Call) status() otelaudit.Status {
 	if c.Status.Valid() {
 		return c.Status
@@ -65,14 +72,14 @@ func (c *Call) status() otelaudit.Status {
 }
 
 // statusOf classifies an error: nil is ok, a context deadline is timeout,
-// ErrAuditUnavailable is denied and anything else is error.
+// ErrDenied and ErrAuditUnavailable are denied and anything else is error.
 func statusOf(err error) otelaudit.Status {
 	switch {
 	case err == nil:
 		return otelaudit.StatusOK
 	case errors.Is(err, context.DeadlineExceeded):
 		return otelaudit.StatusTimeout
-	case errors.Is(err, ErrAuditUnavailable):
+	case errors.Is(err, ErrAuditUnavailable), errors.Is(err, ErrDenied):
 		return otelaudit.StatusDenied
 	default:
 		return otelaudit.StatusError
@@ -89,6 +96,9 @@ func (c *Call) errorType(st otelaudit.Status) string {
 	}
 	if errors.Is(c.Err, ErrAuditUnavailable) {
 		return otelaudit.ErrorTypeAuditUnavailable
+	}
+	if errors.Is(c.Err, ErrDenied) {
+		return string(otelaudit.StatusDenied)
 	}
 	return errorTypeName(c.Err)
 }

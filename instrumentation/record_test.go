@@ -34,6 +34,8 @@ func TestStatusClassification(t *testing.T) {
 		{"path error", Call{Err: &os.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}}, otelaudit.StatusError, "*fs.PathError", "open /x: file does not exist"},
 		{"canceled", Call{Err: context.Canceled}, otelaudit.StatusError, "*errors.errorString", "context canceled"},
 		{"audit unavailable", Call{Err: ErrAuditUnavailable}, otelaudit.StatusDenied, otelaudit.ErrorTypeAuditUnavailable, "audit unavailable"},
+		{"denied by the gateway", Call{Err: fmt.Errorf("role %q may not call it: %w", "guest", ErrDenied)}, otelaudit.StatusDenied, "denied", `role "guest" may not call it: denied`},
+		{"denied with its own type", Call{Err: ErrDenied, ErrorType: "forbidden"}, otelaudit.StatusDenied, "forbidden", "denied"},
 		{"explicit denied", Call{Status: otelaudit.StatusDenied, ErrorMessage: "role"}, otelaudit.StatusDenied, "denied", "role"},
 		{"explicit status wins", Call{Status: otelaudit.StatusOK, Err: other}, otelaudit.StatusOK, "", ""},
 		{"invalid status is derived", Call{Status: "weird", Err: other}, otelaudit.StatusError, "*errors.errorString", "boom"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -266,5 +267,61 @@ func TestFailClosedRefuses(t *testing.T) {
 	}
 	if _, err := cs.ListTools(context.Background(), nil); err != nil {
 		t.Errorf("tools/list refused: %v", err)
+	}
+}
+
+// A gateway's own policy middleware, behind the audit middleware, refuses a
+// call with an error wrapping instrumentation.ErrDenied: the row is denied.
+func TestDeniedByInnerMiddleware(t *testing.T) {
+	rec := &audittest.Recorder{}
+	a := instrumentation.New(
+		instrumentation.WithLoggerProvider(audittest.NewLoggerProvider(rec)),
+		instrumentation.WithIdentity(func(context.Context) (string, string) { return "eve", "guest" }),
+	)
+	// Middleware added later wraps the earlier: the policy goes in first so
+	// that the audit middleware sees its refusal.
+	s := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	s.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if call, ok := req.(*mcp.CallToolRequest); ok && call.Params.Name == "secret_tool" {
+				return nil, fmt.Errorf("role guest may not call secret_tool: %w", instrumentation.ErrDenied)
+			}
+			return next(ctx, method, req)
+		}
+	})
+	s.AddReceivingMiddleware(mcpsdk.Middleware(a, mcpsdk.WithBackendName("one")))
+	var backendCalled bool
+	s.AddTool(&mcp.Tool{Name: "secret_tool", InputSchema: schema}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		backendCalled = true
+		return &mcp.CallToolResult{}, nil
+	})
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := s.Connect(context.Background(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil).Connect(context.Background(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "secret_tool"}); err == nil {
+		t.Fatal("the denied call succeeded")
+	}
+	if backendCalled {
+		t.Fatal("the denied call reached the tool")
+	}
+	recs := rec.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d records, want 1", len(recs))
+	}
+	at := audittest.Attrs(recs[0])
+	if st := at[otelaudit.ResponseStatusKey].AsString(); st != string(otelaudit.StatusDenied) {
+		t.Errorf("status = %q, want denied", st)
+	}
+	if msg := at[otelaudit.ErrorMessageKey].AsString(); !strings.Contains(msg, "may not call secret_tool") {
+		t.Errorf("error.message = %q", msg)
+	}
+	if at[otelaudit.JSONRPCRequestIDKey].AsString() == "" {
+		t.Error("no jsonrpc.request.id")
 	}
 }
