@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -65,8 +64,10 @@ func run(configPath string, verbose bool) error {
 	if dbURL == "" {
 		dbURL = DefaultDatabaseURL
 	}
-	if err := ensureDatabase(ctx, dbURL); err != nil {
+	if created, err := gateway.EnsureDatabase(ctx, dbURL); err != nil {
 		return err
+	} else if created {
+		fmt.Printf("created the database of %s\n", gateway.RedactURL(dbURL))
 	}
 
 	// A downstream MCP server for the gateway to proxy over streamable HTTP.
@@ -116,7 +117,7 @@ func run(configPath string, verbose bool) error {
 	if verbose {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	fmt.Printf("starting the gateway (audit rows -> %s)\n", redactURL(dbURL))
+	fmt.Printf("starting the gateway (audit rows -> %s)\n", gateway.RedactURL(dbURL))
 	g, err := gateway.New(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -148,7 +149,7 @@ func run(configPath string, verbose bool) error {
 	if n != calls {
 		return fmt.Errorf("%d calls made but %d audit rows written", calls, n)
 	}
-	fmt.Printf("\n%d calls, %d audit rows. Query them yourself:\n  psql '%s' -c 'SELECT * FROM audit_log ORDER BY id DESC LIMIT %d'\n", calls, n, redactURL(dbURL), n)
+	fmt.Printf("\n%d calls, %d audit rows. Query them yourself:\n  psql '%s' -c 'SELECT * FROM audit_log ORDER BY id DESC LIMIT %d'\n", calls, n, gateway.RedactURL(dbURL), n)
 	return nil
 }
 
@@ -301,33 +302,6 @@ type downstream struct {
 
 func (d *downstream) Close() { _ = d.srv.Close() }
 
-// ensureDatabase creates the database of dbURL when it does not exist.
-func ensureDatabase(ctx context.Context, dbURL string) error {
-	cfg, err := pgx.ParseConfig(dbURL)
-	if err != nil {
-		return fmt.Errorf("database URL: %w", err)
-	}
-	name := cfg.Database
-	cfg.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL at %s (run scripts/ensure-postgres.sh or set OTELAUDIT_DATABASE_URL): %w", redactURL(dbURL), err)
-	}
-	defer conn.Close(ctx)
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return fmt.Errorf("look up database %s: %w", name, err)
-	}
-	if exists {
-		return nil
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
-	}
-	fmt.Printf("created database %s\n", name)
-	return nil
-}
-
 // dbNow returns the database's clock, which stamps created_at.
 func dbNow(ctx context.Context, dbURL string) (time.Time, error) {
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -405,13 +379,4 @@ func compact(s string) string {
 		return s
 	}
 	return b.String()
-}
-
-// redactURL hides a password in a database URL.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }

@@ -120,7 +120,7 @@ func run(o options) error {
 		os.Unsetenv(k)
 	}
 	ctx := context.Background()
-	if err := ensureDatabase(ctx, o.dbURL); err != nil {
+	if _, err := gateway.EnsureDatabase(ctx, o.dbURL); err != nil {
 		return err
 	}
 	var id [4]byte
@@ -403,29 +403,4 @@ func countRows(ctx context.Context, dbURL, service string) (int64, error) {
 		return 0, fmt.Errorf("count rows: %w", err)
 	}
 	return n, nil
-}
-
-// ensureDatabase creates the database of dbURL when it does not exist.
-func ensureDatabase(ctx context.Context, dbURL string) error {
-	cfg, err := pgx.ParseConfig(dbURL)
-	if err != nil {
-		return fmt.Errorf("database URL: %w", err)
-	}
-	name := cfg.Database
-	cfg.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL (run scripts/ensure-postgres.sh or set OTELAUDIT_DATABASE_URL): %w", err)
-	}
-	defer conn.Close(ctx)
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return fmt.Errorf("look up database %s: %w", name, err)
-	}
-	if !exists {
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-			return fmt.Errorf("create database %s: %w", name, err)
-		}
-	}
-	return nil
 }
