@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sentinel-gateway/otelaudit"
 	"github.com/sentinel-gateway/otelaudit/instrumentation"
@@ -24,10 +22,7 @@ const CodeForbidden = -32040
 
 // authorizer enforces the per-role tool allow-lists.
 type authorizer struct {
-	roles   map[string][]string
-	auditor *instrumentation.Auditor
-	tracer  trace.Tracer
-	route   func(tool string) string
+	roles map[string][]string
 }
 
 // allowed reports whether role may call tool.
@@ -42,8 +37,8 @@ func (z *authorizer) allowed(role, tool string) bool {
 
 // middleware refuses tools/call requests the caller's role does not allow,
 // with an MCP (JSON-RPC) error, and lists only the allowed tools in
-// tools/list. It runs in front of the audit middleware, so it audits the
-// calls it refuses itself, with status denied.
+// tools/list. It runs behind the audit middleware, which records a refusal
+// as denied (the error wraps instrumentation.ErrDenied).
 func (z *authorizer) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		switch method {
@@ -52,12 +47,11 @@ func (z *authorizer) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			if !ok || call.Params == nil {
 				break
 			}
-			ti := tokenInfo(req)
-			role := mcpsdk.DefaultRole(ti)
+			role := mcpsdk.DefaultRole(tokenInfo(req))
 			if z.allowed(role, call.Params.Name) {
 				break
 			}
-			return nil, z.deny(ctx, call, ti, role)
+			return nil, &forbiddenError{msg: fmt.Sprintf("forbidden: role %q may not call tool %q", role, call.Params.Name)}
 		case "tools/list":
 			res, err := next(ctx, method, req)
 			if lr, ok := res.(*mcp.ListToolsResult); ok && err == nil && lr != nil {
@@ -77,40 +71,16 @@ func (z *authorizer) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 	}
 }
 
-// deny audits a forbidden call and returns the error sent to the client.
-func (z *authorizer) deny(ctx context.Context, call *mcp.CallToolRequest, ti *auth.TokenInfo, role string) error {
-	start := time.Now()
-	tool := call.Params.Name
-	msg := fmt.Sprintf("forbidden: role %q may not call tool %q", role, tool)
-	if z.auditor != nil {
-		ctx, span := z.tracer.Start(ctx, otelaudit.OperationExecuteTool+" "+tool,
-			trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(start))
-		c := instrumentation.Call{
-			Start:        start,
-			Role:         role,
-			Tool:         tool,
-			Status:       otelaudit.StatusDenied,
-			ErrorType:    "forbidden",
-			ErrorMessage: msg,
-			Method:       otelaudit.MethodToolsCall,
-			Latency:      time.Since(start),
-		}
-		if ti != nil {
-			c.Subject = ti.UserID
-		}
-		if len(call.Params.Arguments) > 0 {
-			c.Args = call.Params.Arguments
-		}
-		if z.route != nil {
-			c.Backend = z.route(tool)
-		}
-		if call.Session != nil {
-			c.SessionID = call.Session.ID()
-		}
-		z.auditor.Record(ctx, c)
-		span.End()
-	}
-	return &jsonrpc.Error{Code: CodeForbidden, Message: msg}
+// forbiddenError is a tool call the caller's role may not make. The client
+// gets JSON-RPC error CodeForbidden with its message (the Go SDK keeps the
+// code of a wrapped *jsonrpc.Error); the audit records the call as denied,
+// since it wraps instrumentation.ErrDenied.
+type forbiddenError struct{ msg string }
+
+func (e *forbiddenError) Error() string { return e.msg }
+
+func (e *forbiddenError) Unwrap() []error {
+	return []error{&jsonrpc.Error{Code: CodeForbidden, Message: e.msg}, instrumentation.ErrDenied}
 }
 
 // tokenInfo returns the bearer token information of a request, or nil.

@@ -98,11 +98,12 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Gateway, error
 		return nil, err
 	}
 
-	authz := &authorizer{roles: cfg.Roles, auditor: g.auditor, tracer: tracer, route: g.route}
-	// The first middleware runs first: track the call and bound it, refuse
-	// what the role does not allow (auditing the refusal), then audit
-	// everything that reaches a backend.
-	g.server.AddReceivingMiddleware(g.bound, authz.middleware, mcpsdk.Middleware(g.auditor, mcpsdk.WithBackend(g.route)))
+	authz := &authorizer{roles: cfg.Roles}
+	// The first middleware runs first: track the call and bound it, audit
+	// it, then refuse what the role does not allow. A refusal wraps
+	// instrumentation.ErrDenied, so the audit middleware records it as
+	// denied, like every other call, with its JSON-RPC id and span.
+	g.server.AddReceivingMiddleware(g.bound, mcpsdk.Middleware(g.auditor, mcpsdk.WithBackend(g.route)), authz.middleware)
 
 	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return g.server }, &mcp.StreamableHTTPOptions{Logger: quiet(logger)})
 	authn := newAuthenticator(cfg.Clients, g.auditor, tracer, g.route)
