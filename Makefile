@@ -4,20 +4,20 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all demo test test-root test-outage test-collector bench postgres node vet
+.PHONY: all demo test test-root test-outage test-collector bench postgres tools vet
 
 all: test
 
 postgres:
 	@scripts/ensure-postgres.sh
 
-node:
-	@scripts/ensure-node.sh
+tools:
+	@scripts/ensure-tools.sh
 
 demo: postgres
 	$(GO) run ./examples/gateway/cmd/demo
 
-test: postgres node vet test-root test-outage test-collector
+test: postgres tools vet test-root test-outage test-collector
 
 vet:
 	$(GO) vet ./...

@@ -64,6 +64,17 @@ if [ "$created" = yes ] || ! $SUDO grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32
   fi
 fi
 
+# A cluster made while another server held 5432 (pg_createcluster then picks
+# the next free port) is moved back to 5432 while it is stopped and 5432 is
+# free: the tests and the demo connect there.
+CLUSTER_PORT=$(pg_lsclusters -h 2>/dev/null | awk -v v="$CLUSTER_VERSION" '$1==v && $2=="main" {print $3}')
+if [ -n "$CLUSTER_PORT" ] && [ "$CLUSTER_PORT" != 5432 ] \
+   && ! pg_lsclusters -h 2>/dev/null | awk -v v="$CLUSTER_VERSION" '$1==v && $2=="main" {print $4}' | grep -q online \
+   && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  log "moving cluster $CLUSTER_VERSION/main from port $CLUSTER_PORT to 5432"
+  $SUDO pg_conftool "$CLUSTER_VERSION" main set port 5432
+fi
+
 log "starting cluster $CLUSTER_VERSION/main"
 $SUDO pg_ctlcluster --skip-systemctl-redirect "$CLUSTER_VERSION" main start || true
 

@@ -39,12 +39,12 @@ var npmErr error
 // ensureNodeModules installs the npm dependencies from the lockfile when
 // they are missing. It skips the test only when node or npm are absent, or
 // node is older than the version 20 the TypeScript MCP SDK requires
-// (scripts/ensure-node.sh installs them on a machine without them).
+// (scripts/ensure-tools.sh installs them on a machine without them).
 func ensureNodeModules(t *testing.T) (node, dir string) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not installed (scripts/ensure-node.sh installs it)")
+		t.Skip("node is not installed (scripts/ensure-tools.sh installs it)")
 	}
 	if out, err := exec.Command(node, "--version").Output(); err == nil {
 		v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
