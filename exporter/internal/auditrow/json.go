@@ -88,59 +88,15 @@ func appendValue(dst []byte, v attribute.Value, depth int) ([]byte, bool) {
 		dst = base64.StdEncoding.AppendEncode(dst, v.AsByteSlice())
 		return append(dst, '"'), false
 	case attribute.BOOLSLICE:
-		dst = append(dst, '[')
-		for i, b := range v.AsBoolSlice() {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendBool(dst, b)
-		}
-		return append(dst, ']'), false
+		return appendArray(dst, v.AsBoolSlice(), func(dst []byte, b bool) ([]byte, bool) { return strconv.AppendBool(dst, b), false })
 	case attribute.INT64SLICE:
-		dst = append(dst, '[')
-		for i, n := range v.AsInt64Slice() {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendInt(dst, n, 10)
-		}
-		return append(dst, ']'), false
+		return appendArray(dst, v.AsInt64Slice(), func(dst []byte, n int64) ([]byte, bool) { return strconv.AppendInt(dst, n, 10), false })
 	case attribute.FLOAT64SLICE:
-		changed := false
-		dst = append(dst, '[')
-		for i, f := range v.AsFloat64Slice() {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var c bool
-			dst, c = appendFloat(dst, f)
-			changed = changed || c
-		}
-		return append(dst, ']'), changed
+		return appendArray(dst, v.AsFloat64Slice(), appendFloat)
 	case attribute.STRINGSLICE:
-		changed := false
-		dst = append(dst, '[')
-		for i, s := range v.AsStringSlice() {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var c bool
-			dst, c = appendString(dst, s)
-			changed = changed || c
-		}
-		return append(dst, ']'), changed
+		return appendArray(dst, v.AsStringSlice(), appendString)
 	case attribute.SLICE:
-		changed := false
-		dst = append(dst, '[')
-		for i, e := range v.AsSlice() {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var c bool
-			dst, c = appendValue(dst, e, depth+1)
-			changed = changed || c
-		}
-		return append(dst, ']'), changed
+		return appendArray(dst, v.AsSlice(), func(dst []byte, e attribute.Value) ([]byte, bool) { return appendValue(dst, e, depth+1) })
 	case attribute.MAP:
 		changed := false
 		dst = append(dst, '{')
@@ -158,6 +114,22 @@ func appendValue(dst []byte, v attribute.Value, depth int) ([]byte, bool) {
 	default:
 		return append(dst, "null"...), false
 	}
+}
+
+// appendArray appends elems as a JSON array, each with add, and reports
+// whether add changed any of them.
+func appendArray[T any](dst []byte, elems []T, add func([]byte, T) ([]byte, bool)) ([]byte, bool) {
+	changed := false
+	dst = append(dst, '[')
+	for i, e := range elems {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var c bool
+		dst, c = add(dst, e)
+		changed = changed || c
+	}
+	return append(dst, ']'), changed
 }
 
 func appendFloat(dst []byte, f float64) ([]byte, bool) {
