@@ -3,7 +3,7 @@ package otelaudit
 import "testing"
 
 func TestStatusValid(t *testing.T) {
-	for _, s := range []Status{StatusOK, StatusError, StatusDenied, StatusTimeout} {
+	for _, s := range []Status{StatusOK, StatusError, StatusDenied, StatusTimeout, StatusCancelled} {
 		if !s.Valid() {
 			t.Errorf("%q.Valid() = false, want true", s)
 		}
@@ -41,5 +41,31 @@ func TestKeysAreSemanticConventions(t *testing.T) {
 	}
 	if EventName != "otelaudit.tool_call" {
 		t.Errorf("EventName = %q", EventName)
+	}
+}
+
+func TestStatusCancelled(t *testing.T) {
+	if StatusCancelled != "cancelled" || !StatusCancelled.Valid() {
+		t.Errorf("StatusCancelled = %q, Valid %v", StatusCancelled, StatusCancelled.Valid())
+	}
+}
+
+func TestLimitsAndMarkers(t *testing.T) {
+	// Other packages and stored rows depend on these exact values.
+	if DefaultMaxFieldBytes != 256 || DefaultMaxErrorBytes != 4096 || DefaultMaxArgsBytes != 64<<10 ||
+		MaxStoredArgsBytes != 1<<20 || MaxJSONDepth != 32 {
+		t.Errorf("limits %d %d %d %d %d", DefaultMaxFieldBytes, DefaultMaxErrorBytes, DefaultMaxArgsBytes, MaxStoredArgsBytes, MaxJSONDepth)
+	}
+	if DefaultMaxArgsBytes > MaxStoredArgsBytes {
+		t.Errorf("the middleware's argument limit is above the mapping's hard cap")
+	}
+	if got := TruncatedSizeKey(UserIDKey); got != "otelaudit.truncated.user.id.size" {
+		t.Errorf("TruncatedSizeKey = %q", got)
+	}
+	if got := TruncatedSHA256Key(MCPSessionIDKey); got != "otelaudit.truncated.mcp.session.id.sha256" {
+		t.Errorf("TruncatedSHA256Key = %q", got)
+	}
+	if len(TruncatedSuffix) >= DefaultMaxFieldBytes {
+		t.Errorf("suffix %q too long", TruncatedSuffix)
 	}
 }

@@ -11,30 +11,9 @@ import (
 	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/sentinel-gateway/otelaudit"
 )
-
-// Keys of the marker that replaces arguments that are too large, invalid or
-// cannot be marshalled. The marker is the value of
-// gen_ai.tool.call.arguments, so the stored row says what happened.
-const (
-	// TruncatedKey is true in the marker of arguments larger than the limit
-	// set with [WithMaxArgsBytes].
-	TruncatedKey = "otelaudit.truncated"
-	// InvalidKey holds the reason in the marker of arguments that cannot be
-	// marshalled to JSON or are not valid JSON.
-	InvalidKey = "otelaudit.invalid"
-	// SizeKey holds the size in bytes of the original arguments as JSON.
-	SizeKey = "otelaudit.size"
-	// SHA256Key holds the hex SHA-256 of the original arguments as JSON.
-	SHA256Key = "otelaudit.sha256"
-)
-
-// DepthLimitValue replaces argument values nested deeper than the walker
-// goes (a guard against cyclic values).
-const DepthLimitValue = "[DEPTH LIMIT]"
-
-// maxDepth bounds the nesting of recorded arguments.
-const maxDepth = 32
 
 // argsWalker converts call arguments to an attribute.Value in one walk,
 // redacting secrets and measuring the JSON size on the way.
@@ -109,9 +88,9 @@ func (w *argsWalker) raw(b []byte) attribute.Value {
 func truncatedMarker(b []byte) attribute.Value {
 	sum := sha256.Sum256(b)
 	return attribute.MapValue(
-		attribute.Bool(TruncatedKey, true),
-		attribute.Int(SizeKey, len(b)),
-		attribute.String(SHA256Key, hex.EncodeToString(sum[:])),
+		attribute.Bool(otelaudit.MarkerTruncatedKey, true),
+		attribute.Int(otelaudit.MarkerSizeKey, len(b)),
+		attribute.String(otelaudit.MarkerSHA256Key, hex.EncodeToString(sum[:])),
 	)
 }
 
@@ -119,22 +98,22 @@ func truncatedMarker(b []byte) attribute.Value {
 // is the original JSON: only its size and hash are kept.
 func invalidMarker(reason string, b []byte) attribute.Value {
 	if b == nil {
-		return attribute.MapValue(attribute.String(InvalidKey, reason))
+		return attribute.MapValue(attribute.String(otelaudit.MarkerInvalidKey, reason))
 	}
 	sum := sha256.Sum256(b)
 	return attribute.MapValue(
-		attribute.String(InvalidKey, reason),
-		attribute.Int(SizeKey, len(b)),
-		attribute.String(SHA256Key, hex.EncodeToString(sum[:])),
+		attribute.String(otelaudit.MarkerInvalidKey, reason),
+		attribute.Int(otelaudit.MarkerSizeKey, len(b)),
+		attribute.String(otelaudit.MarkerSHA256Key, hex.EncodeToString(sum[:])),
 	)
 }
 
 // value converts x. It returns false for a type it does not know, which the
 // caller marshals to JSON instead.
 func (w *argsWalker) value(x any, depth int) (attribute.Value, bool) {
-	if depth > maxDepth {
-		w.size += len(DepthLimitValue) + 2
-		return attribute.StringValue(DepthLimitValue), true
+	if depth > otelaudit.MaxJSONDepth {
+		w.size += len(otelaudit.DepthLimitValue) + 2
+		return attribute.StringValue(otelaudit.DepthLimitValue), true
 	}
 	switch v := x.(type) {
 	case nil:
@@ -221,8 +200,8 @@ func (w *argsWalker) marshalled(x any, depth int) attribute.Value {
 }
 
 func (w *argsWalker) mapAny(m map[string]any, depth int) attribute.Value {
-	if depth > maxDepth {
-		return attribute.StringValue(DepthLimitValue)
+	if depth > otelaudit.MaxJSONDepth {
+		return attribute.StringValue(otelaudit.DepthLimitValue)
 	}
 	w.size += 2
 	// MapValue's argument escapes: allocate it once, exactly sized.
@@ -265,7 +244,7 @@ func (w *argsWalker) mapString(m map[string]string) attribute.Value {
 // is searched for secrets, and re-encoded redacted when it has any.
 func (w *argsWalker) str(s string, depth int) attribute.Value {
 	w.size += jsonStringLen(s)
-	if !looksLikeJSON(s) || len(s) > w.limit || depth >= maxDepth {
+	if !looksLikeJSON(s) || len(s) > w.limit || depth >= otelaudit.MaxJSONDepth {
 		return attribute.StringValue(s)
 	}
 	d := json.NewDecoder(bytes.NewReader([]byte(s)))
@@ -288,8 +267,8 @@ func (w *argsWalker) str(s string, depth int) attribute.Value {
 // redactGo returns x with its secrets redacted, copying only the maps and
 // slices on the way to a secret. It reports whether anything changed.
 func (w *argsWalker) redactGo(x any, depth int) (any, bool) {
-	if depth > maxDepth {
-		return DepthLimitValue, true
+	if depth > otelaudit.MaxJSONDepth {
+		return otelaudit.DepthLimitValue, true
 	}
 	switch v := x.(type) {
 	case map[string]any:

@@ -182,7 +182,7 @@ func TestTruncation(t *testing.T) {
 	orig, _ := json.Marshal(args)
 	sum := sha256.Sum256(orig)
 	got := recordedArgs(t, args, WithMaxArgsBytes(100)).(map[string]any)
-	want := map[string]any{TruncatedKey: true, SizeKey: float64(len(orig)), SHA256Key: hex.EncodeToString(sum[:])}
+	want := map[string]any{otelaudit.MarkerTruncatedKey: true, otelaudit.MarkerSizeKey: float64(len(orig)), otelaudit.MarkerSHA256Key: hex.EncodeToString(sum[:])}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
@@ -190,7 +190,7 @@ func TestTruncation(t *testing.T) {
 	raw := json.RawMessage(`{"data":"` + big + `"}`)
 	rawSum := sha256.Sum256(raw)
 	got = recordedArgs(t, raw, WithMaxArgsBytes(100)).(map[string]any)
-	want = map[string]any{TruncatedKey: true, SizeKey: float64(len(raw)), SHA256Key: hex.EncodeToString(rawSum[:])}
+	want = map[string]any{otelaudit.MarkerTruncatedKey: true, otelaudit.MarkerSizeKey: float64(len(raw)), otelaudit.MarkerSHA256Key: hex.EncodeToString(rawSum[:])}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("raw: got %v, want %v", got, want)
 	}
@@ -201,8 +201,8 @@ func TestTruncation(t *testing.T) {
 		t.Errorf("arguments under the limit were replaced: %v", got)
 	}
 	// The default limit is 64 KiB.
-	huge := map[string]any{"data": strings.Repeat("<", DefaultMaxArgsBytes/6)}
-	if got := recordedArgs(t, huge).(map[string]any); got[TruncatedKey] != true {
+	huge := map[string]any{"data": strings.Repeat("<", otelaudit.DefaultMaxArgsBytes/6)}
+	if got := recordedArgs(t, huge).(map[string]any); got[otelaudit.MarkerTruncatedKey] != true {
 		t.Errorf("arguments of %d bytes as JSON were not truncated", len(mustJSON(t, huge)))
 	}
 }
@@ -231,17 +231,17 @@ func TestInvalidArgs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := recordedArgs(t, tt.args).(map[string]any)
-			if r, _ := got[InvalidKey].(string); !strings.HasPrefix(r, tt.reason) {
+			if r, _ := got[otelaudit.MarkerInvalidKey].(string); !strings.HasPrefix(r, tt.reason) {
 				t.Errorf("marker %v, want reason starting with %q", got, tt.reason)
 			}
-			if _, ok := got[SizeKey]; ok != tt.sized {
+			if _, ok := got[otelaudit.MarkerSizeKey]; ok != tt.sized {
 				t.Errorf("marker %v: size present = %v, want %v", got, ok, tt.sized)
 			}
 		})
 	}
 	// A value nested in a map that cannot be marshalled is marked alone.
 	got := recordedArgs(t, map[string]any{"q": "x", "c": make(chan int)}).(map[string]any)
-	if got["q"] != "x" || got["c"].(map[string]any)[InvalidKey] == nil {
+	if got["q"] != "x" || got["c"].(map[string]any)[otelaudit.MarkerInvalidKey] == nil {
 		t.Errorf("got %v", got)
 	}
 }

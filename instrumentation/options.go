@@ -8,11 +8,9 @@ import (
 	"go.opentelemetry.io/otel/log/global"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-)
 
-// DefaultMaxArgsBytes is the default limit on the size of a call's arguments
-// as JSON. Larger arguments are replaced by a truncation marker.
-const DefaultMaxArgsBytes = 64 << 10
+	"github.com/sentinel-gateway/otelaudit"
+)
 
 // DefaultMaxRefused is the default number of refused calls kept in memory in
 // fail-closed mode until the audit pipeline is healthy again.
@@ -59,7 +57,7 @@ func newConfig(opts []Option) config {
 		c.identity = IdentityFromContext
 	}
 	if c.maxArgsBytes <= 0 {
-		c.maxArgsBytes = DefaultMaxArgsBytes
+		c.maxArgsBytes = otelaudit.DefaultMaxArgsBytes
 	}
 	if c.maxRefused <= 0 {
 		c.maxRefused = DefaultMaxRefused
@@ -135,7 +133,8 @@ func WithHMACKey(key []byte) Option {
 
 // WithMaxArgsBytes sets the largest size, as JSON, of the arguments recorded
 // with a call. Larger arguments are replaced by a marker holding their size
-// and SHA-256 (see [TruncatedKey]). Zero or less means [DefaultMaxArgsBytes].
+// and SHA-256 (see [otelaudit.MarkerTruncatedKey]). Zero or less means
+// [otelaudit.DefaultMaxArgsBytes] (64 KiB).
 func WithMaxArgsBytes(n int) Option {
 	return optionFunc(func(c config) config {
 		c.maxArgsBytes = n
