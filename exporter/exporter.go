@@ -16,9 +16,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 
-	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/spool"
+	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 
-	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
+	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 )
 
 // maintain runs until Shutdown: it replays the spool, oldest batch first,

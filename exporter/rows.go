@@ -5,7 +5,7 @@ import (
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 
-	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
+	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 )
 
 // batch is the audit part of one Export, split into parts that are written

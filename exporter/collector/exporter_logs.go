@@ -21,8 +21,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sentinel-gateway/otelaudit/exporter/collector/internal/metadata"
-	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
+	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 

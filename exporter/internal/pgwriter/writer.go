@@ -1,28 +1,18 @@
-// Package pgwriter writes audit rows to PostgreSQL: one COPY per batch in the
-// common case, idempotent on replays, and isolating rows PostgreSQL refuses
-// so that the rest of their batch still lands.
-//
-// Both the SDK exporter and the pgaudit Collector exporter write through it.
 package pgwriter
 
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
+	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 )
-
-//go:embed insert.sql
-var insertSQL string
 
 //go:embed reject.sql
 var rejectSQL string
@@ -62,9 +52,9 @@ func New(pool *pgxpool.Pool, table string) *Writer {
 	return &Writer{
 		pool:    pool,
 		table:   pgx.Identifier{table},
-		insert:  strings.ReplaceAll(insertSQL, "audit_log", quoted),
+		insert:  insertStatement(quoted),
 		reject:  strings.ReplaceAll(rejectSQL, "audit_log_rejects", rejects),
-		columns: columnNames,
+		columns: auditrow.ColumnNames(),
 	}
 }
 
@@ -149,11 +139,9 @@ func (w *Writer) insertIsolating(ctx context.Context, src Source, lo, hi int, re
 }
 
 func (w *Writer) insertIgnore(ctx context.Context, src Source, lo, hi int) (int, error) {
-	var c columns
-	c.fill(src, lo, hi)
-	tag, err := w.pool.Exec(ctx, w.insert,
-		c.requestID, c.timestamp, c.subject, c.role, c.tool, c.backend, c.args,
-		c.status, c.errMsg, c.latency, c.traceID, c.spanID, c.service, c.attributes)
+	var a columnArrays
+	a.fill(src, lo, hi)
+	tag, err := w.pool.Exec(ctx, w.insert, a.args...)
 	if err != nil {
 		return 0, fmt.Errorf("pgwriter: insert %d rows: %w", hi-lo, err)
 	}
@@ -162,13 +150,7 @@ func (w *Writer) insertIgnore(ctx context.Context, src Source, lo, hi int) (int,
 
 // rejectRow stores a row PostgreSQL refused, with the error, as JSON bytes.
 func (w *Writer) rejectRow(ctx context.Context, r *auditrow.Row, cause *pgconn.PgError) error {
-	payload, err := json.Marshal(rejected{
-		RequestID: r.RequestID.String(), Timestamp: r.Timestamp.UTC().Format("2006-01-02T15:04:05.999999999Z"),
-		ClientSubject: r.ClientSubject, ClientRole: r.ClientRole, ToolName: r.ToolName,
-		BackendName: r.BackendName, RequestArgs: string(r.RequestArgs), ResponseStatus: r.ResponseStatus,
-		ErrorMessage: r.ErrorMessage, LatencyMS: r.LatencyMS, TraceID: r.TraceID, SpanID: r.SpanID,
-		ServiceName: r.ServiceName, Attributes: string(r.Attributes),
-	})
+	payload, err := rejectPayload(r)
 	if err != nil {
 		return fmt.Errorf("pgwriter: encode rejected row %s: %w", r.RequestID, err)
 	}
@@ -177,23 +159,6 @@ func (w *Writer) rejectRow(ctx context.Context, r *auditrow.Row, cause *pgconn.P
 		return fmt.Errorf("pgwriter: store rejected row %s (%s): %w", r.RequestID, msg, err)
 	}
 	return nil
-}
-
-type rejected struct {
-	RequestID      string `json:"request_id"`
-	Timestamp      string `json:"timestamp"`
-	ClientSubject  string `json:"client_subject"`
-	ClientRole     string `json:"client_role"`
-	ToolName       string `json:"tool_name"`
-	BackendName    string `json:"backend_name"`
-	RequestArgs    string `json:"request_args,omitempty"`
-	ResponseStatus string `json:"response_status"`
-	ErrorMessage   string `json:"error_message,omitempty"`
-	LatencyMS      int64  `json:"latency_ms"`
-	TraceID        string `json:"trace_id,omitempty"`
-	SpanID         string `json:"span_id,omitempty"`
-	ServiceName    string `json:"service_name,omitempty"`
-	Attributes     string `json:"attributes,omitempty"`
 }
 
 // source feeds rows to CopyFrom without building them all up front; pgx
@@ -212,47 +177,3 @@ func (s *copySource) Values() ([]any, error) {
 }
 
 func (s *copySource) Err() error { return nil }
-
-// columns holds a batch column by column for the unnest INSERT.
-type columns struct {
-	requestID  [][16]byte
-	timestamp  []time.Time
-	subject    []string
-	role       []string
-	tool       []string
-	backend    []string
-	args       [][]byte
-	status     []string
-	errMsg     []*string
-	latency    []int64
-	traceID    []*string
-	spanID     []*string
-	service    []*string
-	attributes [][]byte
-}
-
-func opt(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
-func (c *columns) fill(src Source, lo, hi int) {
-	n := hi - lo
-	c.requestID = make([][16]byte, n)
-	c.timestamp = make([]time.Time, n)
-	c.subject, c.role, c.tool, c.backend, c.status = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	c.args, c.attributes = make([][]byte, n), make([][]byte, n)
-	c.errMsg, c.traceID, c.spanID, c.service = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
-	c.latency = make([]int64, n)
-	for i := range n {
-		r := src.Row(lo + i)
-		c.requestID[i] = r.RequestID
-		c.timestamp[i] = r.Timestamp
-		c.subject[i], c.role[i], c.tool[i], c.backend[i], c.status[i] = r.ClientSubject, r.ClientRole, r.ToolName, r.BackendName, r.ResponseStatus
-		c.args[i], c.attributes[i] = r.RequestArgs, r.Attributes
-		c.errMsg[i], c.traceID[i], c.spanID[i], c.service[i] = opt(r.ErrorMessage), opt(r.TraceID), opt(r.SpanID), opt(r.ServiceName)
-		c.latency[i] = r.LatencyMS
-	}
-}

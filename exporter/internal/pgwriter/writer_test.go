@@ -2,9 +2,12 @@ package pgwriter_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/sentinel-gateway/otelaudit/exporter/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
+	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
@@ -171,5 +174,42 @@ func TestWriteAgainstStoppedServer(t *testing.T) {
 	_, err = w.Write(ctx, rows(5))
 	if err == nil || !pgwriter.Retryable(err) {
 		t.Fatalf("write with the server stopped: err = %v, retryable = %v", err, pgwriter.Retryable(err))
+	}
+}
+
+// TestRejectPayloadHasEveryColumn reads back the payload of a refused row:
+// one JSON key per column of auditrow.Columns that is not NULL, with the
+// row's values.
+func TestRejectPayloadHasEveryColumn(t *testing.T) {
+	t.Parallel()
+	w, pool := newWriter(t, "audit_log")
+	batch := rows(3)
+	bad := &batch[1]
+	bad.RequestArgs = []byte(`{"n": 1e1000000}`)
+	bad.ErrorMessage, bad.TraceID, bad.SpanID, bad.ServiceName = "boom", "0102030405060708090a0b0c0d0e0f10", "0102030405060708", "gw"
+	bad.Attributes = []byte(`{"a":1}`)
+	if res, err := w.Write(context.Background(), batch); err != nil || res != (pgwriter.Result{Inserted: 2, Rejected: 1}) {
+		t.Fatalf("write = %+v, %v", res, err)
+	}
+	var id, msg string
+	var payload []byte
+	if err := pool.QueryRow(context.Background(), "SELECT request_id, error, payload FROM audit_log_rejects").Scan(&id, &msg, &payload); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(payload, &got); err != nil {
+		t.Fatalf("payload %s: %v", payload, err)
+	}
+	want := map[string]any{
+		"request_id": bad.RequestID.String(), "timestamp": bad.Timestamp.UTC().Format("2006-01-02T15:04:05.999999999Z"),
+		"client_subject": "alice", "client_role": "admin", "tool_name": "tool-1", "backend_name": "demo",
+		"request_args": `{"n": 1e1000000}`, "response_status": "ok", "error_message": "boom", "latency_ms": float64(1),
+		"trace_id": bad.TraceID, "span_id": bad.SpanID, "service_name": "gw", "attributes": `{"a":1}`,
+	}
+	if len(got) != len(auditrow.Columns) || !reflect.DeepEqual(got, want) {
+		t.Errorf("payload:\n got %v\nwant %v", got, want)
+	}
+	if id != bad.RequestID.String() || !strings.HasPrefix(msg, "22") {
+		t.Errorf("reject row: request_id %s, error %q", id, msg)
 	}
 }

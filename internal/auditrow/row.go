@@ -1,14 +1,3 @@
-// Package auditrow maps an audit log record to a row of the audit_log table.
-//
-// It is the one place that knows how attributes become columns. Both the
-// OpenTelemetry SDK exporter (package exporter) and the pgaudit Collector
-// exporter convert their records to a [Record] and call [Mapper.Map]; neither
-// holds a copy of the schema logic.
-//
-// Mapping never fails: a value that cannot be stored as it is gets sanitised
-// (NUL bytes and invalid UTF-8 replaced, bad JSON kept as a JSON string,
-// missing values replaced by [Unknown]) and the row's attributes say what was
-// changed, keeping the raw value, so nothing the record carried is lost.
 package auditrow
 
 import (
