@@ -31,7 +31,7 @@ test-outage:
 	$(GO) test -count=1 -run '^TestOutage$$' -v ./exporter/
 
 test-collector:
-	@if [ -f exporter/collector/go.mod ]; then cd exporter/collector && $(GO) test -race -count=1 -timeout 45m ./...; fi
+	@if [ -f exporter/pgauditexporter/go.mod ]; then cd exporter/pgauditexporter && $(GO) test -race -count=1 -timeout 45m ./...; fi
 
 # Benchmarks against the real PostgreSQL; see BENCHMARKS.md for the figures.
 bench: postgres

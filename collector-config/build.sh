@@ -4,7 +4,7 @@
 # unless that binary is newer than every input (the manifest, the pgaudit
 # exporter module, and the library packages it compiles in). FORCE=1 rebuilds.
 #
-# Used by `make collector` and by the end-to-end tests in exporter/collector,
+# Used by `make collector` and by the end-to-end tests in exporter/pgauditexporter,
 # so that both share one cached binary. Prints the binary's path.
 set -eu
 
@@ -18,11 +18,11 @@ ocb=$ocb_dir/builder
 stale() {
 	[ "${FORCE:-}" = 1 ] && return 0
 	[ -x "$out" ] || return 0
-	newer=$(find "$root/exporter/collector" "$root/exporter/internal" "$root/migrations" "$root" \
+	newer=$(find "$root/exporter/pgauditexporter" "$root/exporter/internal" "$root/migrations" "$root" \
 		\( -path "$root/.git" -o -path "$cfg/_build" \) -prune -o \
 		-type f -newer "$out" \( -name '*.go' -o -name '*.sql' -o -name 'go.mod' -o -name 'go.sum' -o -name 'builder-config.yaml' \) \
 		! -name '*_test.go' -print 2>/dev/null | \
-		grep -E "^$root/([^/]+\.go|go\.(mod|sum)|collector-config/builder-config\.yaml|exporter/collector/|exporter/internal/|migrations/)" | head -n 1 || true)
+		grep -E "^$root/([^/]+\.go|go\.(mod|sum)|collector-config/builder-config\.yaml|exporter/pgauditexporter/|exporter/internal/|migrations/)" | head -n 1 || true)
 	[ -n "$newer" ]
 }
 

@@ -1,4 +1,4 @@
-package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporter/collector"
+package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter"
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
-	"github.com/sentinel-gateway/otelaudit/exporter/collector/internal/metadata"
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
+	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
 	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )

@@ -14,7 +14,7 @@ var (
 	Type = component.MustNewType("pgaudit")
 	// ScopeName is the instrumentation scope of the component's own
 	// telemetry.
-	ScopeName = "github.com/sentinel-gateway/otelaudit/exporter/collector"
+	ScopeName = "github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter"
 )
 
 // LogsStability is the stability of the logs signal.

@@ -22,7 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/sentinel-gateway/otelaudit"
-	"github.com/sentinel-gateway/otelaudit/exporter/collector/internal/metadata"
+	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
 )
 

@@ -1,4 +1,4 @@
-module github.com/sentinel-gateway/otelaudit/exporter/collector
+module github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter
 
 go 1.26.0
 

@@ -4,7 +4,7 @@
 // call, through the same record→row mapping and the same idempotent COPY
 // writer as the in-process otelaudit exporter. Other log records are skipped
 // and counted.
-package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporter/collector"
+package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter"
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
-	"github.com/sentinel-gateway/otelaudit/exporter/collector/internal/metadata"
+	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 

@@ -1,4 +1,4 @@
-package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporter/collector"
+package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter"
 
 import (
 	"errors"

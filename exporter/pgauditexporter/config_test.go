@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
-	"github.com/sentinel-gateway/otelaudit/exporter/collector/internal/metadata"
+	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
 )
 
 func loadConfig(t *testing.T, id component.ID) *Config {
