@@ -2,7 +2,8 @@
 # Builds the otelcol-audit distribution with the OpenTelemetry Collector
 # Builder v0.165.0 into collector-config/_build/otelcol-audit/otelcol-audit,
 # unless that binary is newer than every input (the manifest, the pgaudit
-# exporter module, and the library packages it compiles in). FORCE=1 rebuilds.
+# exporter module, and the library packages it compiles in: the root package,
+# internal/, exporter/internal/, migrations/). FORCE=1 rebuilds.
 #
 # Used by `make collector` and by the end-to-end tests in exporter/pgauditexporter,
 # so that both share one cached binary. Prints the binary's path.
@@ -18,11 +19,11 @@ ocb=$ocb_dir/builder
 stale() {
 	[ "${FORCE:-}" = 1 ] && return 0
 	[ -x "$out" ] || return 0
-	newer=$(find "$root/exporter/pgauditexporter" "$root/exporter/internal" "$root/migrations" "$root" \
+	newer=$(find "$root/exporter/pgauditexporter" "$root/exporter/internal" "$root/internal" "$root/migrations" "$root" \
 		\( -path "$root/.git" -o -path "$cfg/_build" \) -prune -o \
 		-type f -newer "$out" \( -name '*.go' -o -name '*.sql' -o -name 'go.mod' -o -name 'go.sum' -o -name 'builder-config.yaml' \) \
 		! -name '*_test.go' -print 2>/dev/null | \
-		grep -E "^$root/([^/]+\.go|go\.(mod|sum)|collector-config/builder-config\.yaml|exporter/pgauditexporter/|exporter/internal/|migrations/)" | head -n 1 || true)
+		grep -E "^$root/([^/]+\.go|go\.(mod|sum)|collector-config/builder-config\.yaml|exporter/pgauditexporter/|exporter/internal/|internal/|migrations/)" | head -n 1 || true)
 	[ -n "$newer" ]
 }
 
