@@ -3,7 +3,6 @@ package instrumentation
 import (
 	"context"
 	"errors"
-	"reflect"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,13 +33,16 @@ type Call struct {
 	// is emitted; the value itself is never modified.
 	Args any
 	// Status is the outcome. Empty means: derived from Err (nil is ok, a
-	// context deadline is timeout, ErrDenied and ErrAuditUnavailable are
-	// denied, anything else error).
+	// context deadline is timeout, context.Canceled is cancelled, ErrDenied
+	// and ErrAuditUnavailable are denied, anything else error).
 	Status otelaudit.Status
 	// Err is the error the call failed with, if any.
 	Err error
 	// ErrorType classifies a failure (error.type). Empty means: derived
-	// from Err (its Go type, or otelaudit.ErrorTypeAuditUnavailable).
+	// from the status and Err: "timeout", "cancelled", "denied",
+	// "audit_unavailable", the ErrorType of an [ErrorTyper] in Err's chain,
+	// else "_OTHER" (the semantic conventions' fallback); never a Go type
+	// name.
 	ErrorType string
 	// ErrorMessage is the failure's text (error.message). Empty means:
 	// Err.Error().
@@ -56,14 +58,23 @@ type Call struct {
 	JSONRPCID string
 }
 
-// status returns the call's outcome.
 // ErrDenied marks a call the gateway refused (an authorization decision, a
 // policy, a rate limit). A handler that returns an error wrapping it, for
 // example fmt.Errorf("role %q may not call %q: %w", role, tool, ErrDenied),
 // is recorded as denied with error.type "denied" (or the Call's ErrorType),
 // through Record, Wrap and both MCP adapters alike.
-var ErrDenied = errors.New("denied")
+var ErrDenied = errors.New("instrumentation: denied")
 
+// An ErrorTyper is an error that names its own error.type: a short, stable,
+// low-cardinality name such as "quota_exceeded". An error anywhere in the
+// chain of Call.Err that implements it (found with errors.As) sets the
+// recorded error.type, unless Call.ErrorType is set.
+type ErrorTyper interface {
+	error
+	ErrorType() string
+}
+
+// status returns the call's outcome.
 func (c *Call) status() otelaudit.Status {
 	if c.Status.Valid() {
 		return c.Status
@@ -71,14 +82,17 @@ func (c *Call) status() otelaudit.Status {
 	return statusOf(c.Err)
 }
 
-// statusOf classifies an error: nil is ok, a context deadline is timeout,
-// ErrDenied and ErrAuditUnavailable are denied and anything else is error.
+// statusOf classifies an error: nil is ok, a context deadline is timeout, a
+// cancelled context is cancelled, ErrDenied and ErrAuditUnavailable are
+// denied and anything else is error.
 func statusOf(err error) otelaudit.Status {
 	switch {
 	case err == nil:
 		return otelaudit.StatusOK
 	case errors.Is(err, context.DeadlineExceeded):
 		return otelaudit.StatusTimeout
+	case errors.Is(err, context.Canceled):
+		return otelaudit.StatusCancelled
 	case errors.Is(err, ErrAuditUnavailable), errors.Is(err, ErrDenied):
 		return otelaudit.StatusDenied
 	default:
@@ -86,47 +100,51 @@ func statusOf(err error) otelaudit.Status {
 	}
 }
 
-// errorType returns error.type for a call that did not succeed.
+// contextStatus returns the outcome of a call that failed while ctx was done:
+// timeout when its deadline passed, cancelled when it was cancelled (by the
+// client, as MCP's notifications/cancelled does), and false while ctx is not
+// done.
+func contextStatus(ctx context.Context) (otelaudit.Status, bool) {
+	switch err := ctx.Err(); {
+	case err == nil:
+		return "", false
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded):
+		return otelaudit.StatusTimeout, true
+	default:
+		return otelaudit.StatusCancelled, true
+	}
+}
+
+// errorType returns error.type for a call that did not succeed: the Call's
+// ErrorType, else a stable name from the otelaudit vocabulary, never a Go
+// type name.
 func (c *Call) errorType(st otelaudit.Status) string {
 	if c.ErrorType != "" {
 		return c.ErrorType
 	}
+	switch st {
+	case otelaudit.StatusTimeout:
+		return otelaudit.ErrorTypeTimeout
+	case otelaudit.StatusCancelled:
+		return otelaudit.ErrorTypeCancelled
+	}
 	if c.Err == nil {
 		return string(st)
 	}
-	if errors.Is(c.Err, ErrAuditUnavailable) {
+	var et ErrorTyper
+	switch {
+	case errors.Is(c.Err, ErrAuditUnavailable):
 		return otelaudit.ErrorTypeAuditUnavailable
-	}
-	if errors.Is(c.Err, ErrDenied) {
-		return string(otelaudit.StatusDenied)
-	}
-	return errorTypeName(c.Err)
-}
-
-var (
-	wrapErrorType  = reflect.TypeOf(fmtWrapError())
-	wrapErrorsType = reflect.TypeOf(fmtWrapErrors())
-	joinErrorType  = reflect.TypeOf(errors.Join(errors.New("")))
-)
-
-// errorTypeName returns the Go type of err, looking through the wrappers made
-// by fmt.Errorf and errors.Join, which say nothing about the failure.
-func errorTypeName(err error) string {
-	for range 16 {
-		t := reflect.TypeOf(err)
-		var next error
-		switch t {
-		case wrapErrorType:
-			next = errors.Unwrap(err)
-		case wrapErrorsType, joinErrorType:
-			if u, ok := err.(interface{ Unwrap() []error }); ok && len(u.Unwrap()) > 0 {
-				next = u.Unwrap()[0]
-			}
+	case errors.Is(c.Err, ErrDenied):
+		return otelaudit.ErrorTypeDenied
+	case errors.Is(c.Err, context.DeadlineExceeded):
+		return otelaudit.ErrorTypeTimeout
+	case errors.Is(c.Err, context.Canceled):
+		return otelaudit.ErrorTypeCancelled
+	case errors.As(c.Err, &et):
+		if t := et.ErrorType(); t != "" {
+			return t
 		}
-		if next == nil {
-			return t.String()
-		}
-		err = next
 	}
-	return reflect.TypeOf(err).String()
+	return otelaudit.ErrorTypeOther
 }

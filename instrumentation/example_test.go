@@ -63,5 +63,5 @@ func ExampleAuditor_Allow() {
 	)
 	fmt.Println(a.Allow(context.Background()))
 	// Output:
-	// audit unavailable
+	// instrumentation: audit unavailable
 }

@@ -14,7 +14,7 @@ import (
 
 // ErrAuditUnavailable is returned to the client for a call refused in
 // fail-closed mode because the audit pipeline cannot record it.
-var ErrAuditUnavailable = errors.New("audit unavailable")
+var ErrAuditUnavailable = errors.New("instrumentation: audit unavailable")
 
 // HealthChecker reports whether the audit pipeline can record calls durably.
 // The otelaudit exporter implements it.
@@ -63,7 +63,7 @@ func (a *Auditor) Allow(ctx context.Context) error {
 func (a *Auditor) healthErr(ctx context.Context) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("otelaudit: health check panicked: %v", p)
+			err = fmt.Errorf("instrumentation: health check panicked: %v", p)
 		}
 	}()
 	return a.health.Health(ctx)
@@ -96,7 +96,7 @@ func (a *Auditor) keepRefused(ctx context.Context, rec log.Record) {
 		l.mu.Unlock()
 		a.droppedCount.Add(ctx, 1)
 		if first {
-			otel.Handle(fmt.Errorf("otelaudit: %d refused tool calls already kept while the audit pipeline is unavailable; further refusals are not recorded", l.max))
+			otel.Handle(fmt.Errorf("instrumentation: %d refused tool calls already kept while the audit pipeline is unavailable; further refusals are not recorded", l.max))
 		}
 		return
 	}
@@ -125,7 +125,7 @@ func (a *Auditor) drainAsync() {
 func (a *Auditor) drainRefused() {
 	defer func() {
 		if p := recover(); p != nil {
-			otel.Handle(fmt.Errorf("otelaudit: recovered from panic while recording refused calls: %v", p))
+			otel.Handle(fmt.Errorf("instrumentation: recovered from panic while recording refused calls: %v", p))
 		}
 	}()
 	l := &a.refused
@@ -142,6 +142,6 @@ func (a *Auditor) drainRefused() {
 		a.logger.Emit(trace.ContextWithSpanContext(ctx, r.sc), r.rec)
 	}
 	if dropped > 0 {
-		otel.Handle(fmt.Errorf("otelaudit: %d refused tool calls were not recorded: the list of refusals (%d) was full", dropped, l.max))
+		otel.Handle(fmt.Errorf("instrumentation: %d refused tool calls were not recorded: the list of refusals (%d) was full", dropped, l.max))
 	}
 }

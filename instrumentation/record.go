@@ -39,7 +39,7 @@ func (a *Auditor) Record(ctx context.Context, c Call) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			otel.Handle(fmt.Errorf("otelaudit: recovered from panic while recording tool call %q: %v", c.Tool, p))
+			otel.Handle(fmt.Errorf("instrumentation: recovered from panic while recording tool call %q: %v", c.Tool, p))
 		}
 	}()
 	rec := a.build(ctx, &c)

@@ -27,18 +27,21 @@ func TestStatusClassification(t *testing.T) {
 		errorMsg string
 	}{
 		{"nil error", Call{}, otelaudit.StatusOK, "", ""},
-		{"error", Call{Err: other}, otelaudit.StatusError, "*errors.errorString", "boom"},
-		{"wrapped error", Call{Err: fmt.Errorf("call: %w", other)}, otelaudit.StatusError, "*errors.errorString", "call: boom"},
-		{"deadline", Call{Err: context.DeadlineExceeded}, otelaudit.StatusTimeout, "context.deadlineExceededError", "context deadline exceeded"},
-		{"wrapped deadline", Call{Err: fmt.Errorf("x: %w", context.DeadlineExceeded)}, otelaudit.StatusTimeout, "context.deadlineExceededError", "x: context deadline exceeded"},
-		{"path error", Call{Err: &os.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}}, otelaudit.StatusError, "*fs.PathError", "open /x: file does not exist"},
-		{"canceled", Call{Err: context.Canceled}, otelaudit.StatusError, "*errors.errorString", "context canceled"},
-		{"audit unavailable", Call{Err: ErrAuditUnavailable}, otelaudit.StatusDenied, otelaudit.ErrorTypeAuditUnavailable, "audit unavailable"},
-		{"denied by the gateway", Call{Err: fmt.Errorf("role %q may not call it: %w", "guest", ErrDenied)}, otelaudit.StatusDenied, "denied", `role "guest" may not call it: denied`},
-		{"denied with its own type", Call{Err: ErrDenied, ErrorType: "forbidden"}, otelaudit.StatusDenied, "forbidden", "denied"},
+		{"error", Call{Err: other}, otelaudit.StatusError, otelaudit.ErrorTypeOther, "boom"},
+		{"wrapped error", Call{Err: fmt.Errorf("call: %w", other)}, otelaudit.StatusError, otelaudit.ErrorTypeOther, "call: boom"},
+		{"deadline", Call{Err: context.DeadlineExceeded}, otelaudit.StatusTimeout, otelaudit.ErrorTypeTimeout, "context deadline exceeded"},
+		{"wrapped deadline", Call{Err: fmt.Errorf("x: %w", context.DeadlineExceeded)}, otelaudit.StatusTimeout, otelaudit.ErrorTypeTimeout, "x: context deadline exceeded"},
+		{"path error", Call{Err: &os.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}}, otelaudit.StatusError, otelaudit.ErrorTypeOther, "open /x: file does not exist"},
+		{"error typer", Call{Err: fmt.Errorf("x: %w", quotaError{})}, otelaudit.StatusError, "quota_exceeded", "x: quota"},
+		{"canceled", Call{Err: context.Canceled}, otelaudit.StatusCancelled, otelaudit.ErrorTypeCancelled, "context canceled"},
+		{"wrapped canceled", Call{Err: fmt.Errorf("backend: %w", context.Canceled)}, otelaudit.StatusCancelled, otelaudit.ErrorTypeCancelled, "backend: context canceled"},
+		{"explicit error, canceled", Call{Status: otelaudit.StatusError, Err: context.Canceled}, otelaudit.StatusError, otelaudit.ErrorTypeCancelled, "context canceled"},
+		{"audit unavailable", Call{Err: ErrAuditUnavailable}, otelaudit.StatusDenied, otelaudit.ErrorTypeAuditUnavailable, "instrumentation: audit unavailable"},
+		{"denied by the gateway", Call{Err: fmt.Errorf("role %q may not call it: %w", "guest", ErrDenied)}, otelaudit.StatusDenied, "denied", `role "guest" may not call it: instrumentation: denied`},
+		{"denied with its own type", Call{Err: ErrDenied, ErrorType: "forbidden"}, otelaudit.StatusDenied, "forbidden", "instrumentation: denied"},
 		{"explicit denied", Call{Status: otelaudit.StatusDenied, ErrorMessage: "role"}, otelaudit.StatusDenied, "denied", "role"},
 		{"explicit status wins", Call{Status: otelaudit.StatusOK, Err: other}, otelaudit.StatusOK, "", ""},
-		{"invalid status is derived", Call{Status: "weird", Err: other}, otelaudit.StatusError, "*errors.errorString", "boom"},
+		{"invalid status is derived", Call{Status: "weird", Err: other}, otelaudit.StatusError, otelaudit.ErrorTypeOther, "boom"},
 		{"explicit error type", Call{Err: other, ErrorType: otelaudit.ErrorTypeToolError}, otelaudit.StatusError, otelaudit.ErrorTypeToolError, "boom"},
 	}
 	for _, tt := range tests {
@@ -59,6 +62,11 @@ func TestStatusClassification(t *testing.T) {
 		})
 	}
 }
+
+type quotaError struct{}
+
+func (quotaError) Error() string     { return "quota" }
+func (quotaError) ErrorType() string { return "quota_exceeded" }
 
 func TestRecordAttributes(t *testing.T) {
 	f := newFixture(t)

@@ -144,9 +144,18 @@ func (a *Auditor) Invoke(ctx context.Context, req ToolRequest, next ToolHandler)
 	c.Latency = time.Since(start)
 	c.Err = err
 	c.ErrorType = res.ErrorType
+	if err != nil || res.IsError {
+		// A call that failed once its context was done failed because of
+		// it, whatever error the handler made of that.
+		if st, ok := contextStatus(ctx); ok {
+			c.Status, c.ErrorType = st, ""
+		}
+	}
 	if err == nil && res.IsError {
-		c.Status = otelaudit.StatusError
-		if c.ErrorType == "" {
+		if c.Status == "" {
+			c.Status = otelaudit.StatusError
+		}
+		if c.ErrorType == "" && c.Status == otelaudit.StatusError {
 			c.ErrorType = otelaudit.ErrorTypeToolError
 		}
 		c.ErrorMessage = res.ErrorMessage

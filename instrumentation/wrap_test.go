@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -80,8 +81,9 @@ func TestWrapOutcomes(t *testing.T) {
 		msg     string
 	}{
 		{"ok", ToolResult{}, nil, otelaudit.StatusOK, "", ""},
-		{"error", ToolResult{}, boom, otelaudit.StatusError, "*errors.errorString", "boom"},
-		{"timeout", ToolResult{}, context.DeadlineExceeded, otelaudit.StatusTimeout, "context.deadlineExceededError", "context deadline exceeded"},
+		{"error", ToolResult{}, boom, otelaudit.StatusError, otelaudit.ErrorTypeOther, "boom"},
+		{"timeout", ToolResult{}, context.DeadlineExceeded, otelaudit.StatusTimeout, otelaudit.ErrorTypeTimeout, "context deadline exceeded"},
+		{"cancelled", ToolResult{}, context.Canceled, otelaudit.StatusCancelled, otelaudit.ErrorTypeCancelled, "context canceled"},
 		{"tool error", ToolResult{IsError: true, ErrorMessage: "no such file"}, nil, otelaudit.StatusError, otelaudit.ErrorTypeToolError, "no such file"},
 	}
 	for _, tt := range tests {
@@ -160,7 +162,7 @@ func TestFailClosed(t *testing.T) {
 	h.set(errors.New("postgres away"))
 	for range 3 {
 		_, err := wrapped(context.Background(), ToolRequest{Tool: "t", Args: map[string]any{"password": "p"}})
-		if !errors.Is(err, ErrAuditUnavailable) || err.Error() != "audit unavailable" {
+		if !errors.Is(err, ErrAuditUnavailable) || err.Error() != "instrumentation: audit unavailable" {
 			t.Fatalf("err = %v, want ErrAuditUnavailable", err)
 		}
 	}
@@ -229,5 +231,49 @@ func TestFailOpenByDefault(t *testing.T) {
 	var nilAuditor *Auditor
 	if err := nilAuditor.Allow(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A handler that fails once its context is done fails because of it: the
+// client's cancellation is cancelled, a passed deadline timeout, whatever
+// error the handler made of it.
+func TestWrapContextDone(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		ctx    func() (context.Context, context.CancelFunc)
+		res    ToolResult
+		err    error
+		status otelaudit.Status
+	}{
+		{"cancelled, own error", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
+			ToolResult{}, errors.New("backend: stream closed"), otelaudit.StatusCancelled},
+		{"cancelled, tool error", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
+			ToolResult{IsError: true, ErrorMessage: "aborted", ErrorType: "-32800"}, nil, otelaudit.StatusCancelled},
+		{"deadline, own error", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), time.Millisecond)
+		}, ToolResult{}, errors.New("backend: stream closed"), otelaudit.StatusTimeout},
+		{"cancelled, success", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
+			ToolResult{}, nil, otelaudit.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			_, _ = f.a.Wrap(func(ctx context.Context, _ ToolRequest) (ToolResult, error) {
+				if tt.status != otelaudit.StatusTimeout {
+					cancel() // the client goes away
+				}
+				<-ctx.Done()
+				return tt.res, tt.err
+			})(ctx, ToolRequest{Tool: "t"})
+			_, attrs := f.only(t)
+			if got := attrs[otelaudit.ResponseStatusKey].AsString(); got != string(tt.status) {
+				t.Errorf("status %q, want %q", got, tt.status)
+			}
+			wantType := map[otelaudit.Status]string{otelaudit.StatusCancelled: otelaudit.ErrorTypeCancelled, otelaudit.StatusTimeout: otelaudit.ErrorTypeTimeout}[tt.status]
+			if got := attrs[otelaudit.ErrorTypeKey].AsString(); got != wantType {
+				t.Errorf("error.type %q, want %q", got, wantType)
+			}
+		})
 	}
 }

@@ -151,7 +151,7 @@ func TestMiddleware(t *testing.T) {
 	check(echo, "echo", "backend-of-echo", "ok", "", "")
 	check(audittest.Attrs(recs[1]), "fail", "backend-of-fail", "error", otelaudit.ErrorTypeToolError, "disk full")
 	check(audittest.Attrs(recs[2]), "route", "backend-b", "ok", "", "")
-	check(audittest.Attrs(recs[3]), "broken", "backend-of-broken", "error", "*errors.errorString", "backend unreachable")
+	check(audittest.Attrs(recs[3]), "broken", "backend-of-broken", "error", otelaudit.ErrorTypeOther, "backend unreachable")
 }
 
 type unhealthy struct{}
