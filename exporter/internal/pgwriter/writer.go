@@ -177,3 +177,28 @@ func (s *copySource) Values() ([]any, error) {
 }
 
 func (s *copySource) Err() error { return nil }
+
+// writeSlice is Write with pgx.CopyFromSlice over rows mapped up front.
+func (w *Writer) writeSlice(ctx context.Context, rows []auditrow.Row) (Result, error) {
+	n := len(rows)
+	if n == 0 {
+		return Result{}, nil
+	}
+	var vals []any
+	copied, err := w.pool.CopyFrom(ctx, w.table, w.columns, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+		vals = appendValues(vals[:0], &rows[i])
+		return vals, nil
+	}))
+	if err == nil {
+		return Result{Inserted: int(copied)}, nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !(pgErr.Code == "23505" || isDataError(pgErr.Code)) {
+		return Result{}, fmt.Errorf("pgwriter: copy %d rows: %w", n, err)
+	}
+	var res Result
+	if err := w.insertIsolating(ctx, Rows(rows), 0, n, &res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
