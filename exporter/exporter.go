@@ -239,13 +239,13 @@ func (e *Exporter) write(ctx context.Context, b *batch) (pgwriter.Result, error)
 // writeParts writes the parts of the batch, each on its own connection.
 func (e *Exporter) writeParts(ctx context.Context, b *batch) (pgwriter.Result, error) {
 	if b.used == 1 {
-		return e.writer.WriteSource(ctx, &b.parts[0])
+		return e.writer.Write(ctx, b.parts[0].mapAll())
 	}
 	results := make([]pgwriter.Result, b.used)
 	errs := make([]error, b.used)
 	var wg sync.WaitGroup
 	for i := range b.used {
-		wg.Go(func() { results[i], errs[i] = e.writer.WriteSource(ctx, &b.parts[i]) })
+		wg.Go(func() { results[i], errs[i] = e.writer.Write(ctx, b.parts[i].mapAll()) })
 	}
 	wg.Wait()
 	var res pgwriter.Result

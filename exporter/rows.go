@@ -66,9 +66,9 @@ func (b *batch) release() {
 	clear(b.all)
 }
 
-// lazyRows is the pgwriter.Source of one part: it maps its records in
-// order, on first use, so that mapping overlaps with the COPY. Each part
-// has its own mapper and scratch space, so parts can be written at once.
+// lazyRows is one part: it maps its records on first use (mapAll), once
+// per batch however often the batch is written. Each part has its own
+// mapper and scratch space, so parts can be written at once.
 type lazyRows struct {
 	records []sdklog.Record
 	audit   []int

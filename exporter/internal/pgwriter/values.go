@@ -110,9 +110,9 @@ type columnArrays struct {
 	args []any
 }
 
-// fill sets the arrays to the rows of src in [lo, hi).
-func (a *columnArrays) fill(src Source, lo, hi int) {
-	n := hi - lo
+// fill sets the arrays to rows.
+func (a *columnArrays) fill(rows []auditrow.Row) {
+	n := len(rows)
 	a.args = a.args[:0]
 	for ci := range auditrow.Columns {
 		c := &auditrow.Columns[ci]
@@ -120,38 +120,38 @@ func (a *columnArrays) fill(src Source, lo, hi int) {
 		case auditrow.KindUUID:
 			v := make([][16]byte, n)
 			for i := range v {
-				v[i] = *c.UUID(src.Row(lo + i))
+				v[i] = *c.UUID(&rows[i])
 			}
 			a.args = append(a.args, v)
 		case auditrow.KindTime:
 			v := make([]time.Time, n)
 			for i := range v {
-				v[i] = *c.Time(src.Row(lo + i))
+				v[i] = *c.Time(&rows[i])
 			}
 			a.args = append(a.args, v)
 		case auditrow.KindText:
 			v := make([]string, n)
 			for i := range v {
-				v[i] = *c.Text(src.Row(lo + i))
+				v[i] = *c.Text(&rows[i])
 			}
 			a.args = append(a.args, v)
 		case auditrow.KindNullText:
 			v := make([]pgtype.Text, n)
 			for i := range v {
-				s := *c.Text(src.Row(lo + i))
+				s := *c.Text(&rows[i])
 				v[i] = pgtype.Text{String: s, Valid: s != ""}
 			}
 			a.args = append(a.args, v)
 		case auditrow.KindInt64:
 			v := make([]int64, n)
 			for i := range v {
-				v[i] = *c.Int64(src.Row(lo + i))
+				v[i] = *c.Int64(&rows[i])
 			}
 			a.args = append(a.args, v)
 		case auditrow.KindJSON:
 			v := make([][]byte, n)
 			for i := range v {
-				v[i] = *c.Bytes(src.Row(lo + i))
+				v[i] = *c.Bytes(&rows[i])
 			}
 			a.args = append(a.args, v)
 		}

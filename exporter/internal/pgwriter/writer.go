@@ -58,128 +58,18 @@ func New(pool *pgxpool.Pool, table string) *Writer {
 	}
 }
 
-// Source supplies the rows of one batch, so that a caller can map its
-// records while the COPY streams the rows before them. Row is called with i
-// ascending from 0 during the COPY, on another goroutine but never
-// concurrently; afterwards, on the caller's goroutine, with any i.
-type Source interface {
-	Len() int
-	Row(i int) *auditrow.Row
-}
-
-// Rows is a Source over rows already mapped.
-type Rows []auditrow.Row
-
-// Len returns the number of rows.
-func (r Rows) Len() int { return len(r) }
-
-// Row returns row i.
-func (r Rows) Row(i int) *auditrow.Row { return &r[i] }
-
-// Write stores rows; see [Writer.WriteSource].
-func (w *Writer) Write(ctx context.Context, rows []auditrow.Row) (Result, error) {
-	return w.WriteSource(ctx, Rows(rows))
-}
-
-// WriteSource stores the rows of src. It tries one COPY, the fastest path
-// into an indexed table. When the COPY hits a request_id that is already
+// Write stores rows. It tries one COPY (pgx.CopyFromSlice), the fastest
+// path into an indexed table. When the COPY hits a row that is already
 // stored (a retried or replayed batch), it writes the batch again with
 // INSERT ... ON CONFLICT DO NOTHING. When PostgreSQL refuses some row's data,
-// it splits the batch until the refused rows are alone, writes the others,
-// and moves each refused row to the reject table.
+// it isolates the refused rows, writes the others, and moves each refused row
+// to the reject table.
 //
-// A returned error means nothing more can be known about the batch: the
-// connection failed (see [Retryable]) or the table is unusable. Writing the
-// same rows again is always safe.
-func (w *Writer) WriteSource(ctx context.Context, src Source) (Result, error) {
-	n := src.Len()
-	if n == 0 {
-		return Result{}, nil
-	}
-	copied, err := w.pool.CopyFrom(ctx, w.table, w.columns, &copySource{src: src, n: n, i: -1})
-	if err == nil {
-		return Result{Inserted: int(copied)}, nil
-	}
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || !(pgErr.Code == "23505" || isDataError(pgErr.Code)) {
-		return Result{}, fmt.Errorf("pgwriter: copy %d rows: %w", n, err)
-	}
-	var res Result
-	if err := w.insertIsolating(ctx, src, 0, n, &res); err != nil {
-		return res, err
-	}
-	return res, nil
-}
-
-// insertIsolating writes rows [lo, hi) of src idempotently; a data error
-// splits the range.
-func (w *Writer) insertIsolating(ctx context.Context, src Source, lo, hi int, res *Result) error {
-	inserted, err := w.insertIgnore(ctx, src, lo, hi)
-	if err == nil {
-		res.Inserted += inserted
-		res.Duplicates += hi - lo - inserted
-		return nil
-	}
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || !isDataError(pgErr.Code) {
-		return err
-	}
-	if hi-lo == 1 {
-		if err := w.rejectRow(ctx, src.Row(lo), pgErr); err != nil {
-			return err
-		}
-		res.Rejected++
-		return nil
-	}
-	mid := lo + (hi-lo)/2
-	if err := w.insertIsolating(ctx, src, lo, mid, res); err != nil {
-		return err
-	}
-	return w.insertIsolating(ctx, src, mid, hi, res)
-}
-
-func (w *Writer) insertIgnore(ctx context.Context, src Source, lo, hi int) (int, error) {
-	var a columnArrays
-	a.fill(src, lo, hi)
-	tag, err := w.pool.Exec(ctx, w.insert, a.args...)
-	if err != nil {
-		return 0, fmt.Errorf("pgwriter: insert %d rows: %w", hi-lo, err)
-	}
-	return int(tag.RowsAffected()), nil
-}
-
-// rejectRow stores a row PostgreSQL refused, with the error, as JSON bytes.
-func (w *Writer) rejectRow(ctx context.Context, r *auditrow.Row, cause *pgconn.PgError) error {
-	payload, err := rejectPayload(r)
-	if err != nil {
-		return fmt.Errorf("pgwriter: encode rejected row %s: %w", r.RequestID, err)
-	}
-	msg := cause.Code + ": " + cause.Message
-	if _, err := w.pool.Exec(ctx, w.reject, r.RequestID.String(), msg, payload); err != nil {
-		return fmt.Errorf("pgwriter: store rejected row %s (%s): %w", r.RequestID, msg, err)
-	}
-	return nil
-}
-
-// source feeds rows to CopyFrom without building them all up front; pgx
-// encodes them on its own goroutine while the previous chunk is sent.
-type copySource struct {
-	src  Source
-	n, i int
-	vals []any
-}
-
-func (s *copySource) Next() bool { s.i++; return s.i < s.n }
-
-func (s *copySource) Values() ([]any, error) {
-	s.vals = appendValues(s.vals[:0], s.src.Row(s.i))
-	return s.vals, nil
-}
-
-func (s *copySource) Err() error { return nil }
-
-// writeSlice is Write with pgx.CopyFromSlice over rows mapped up front.
-func (w *Writer) writeSlice(ctx context.Context, rows []auditrow.Row) (Result, error) {
+// rows must stay unchanged until Write returns. A returned error means
+// nothing more can be known about the batch: the connection failed (see
+// [Retryable]) or the table is unusable. Writing the same rows again is
+// always safe.
+func (w *Writer) Write(ctx context.Context, rows []auditrow.Row) (Result, error) {
 	n := len(rows)
 	if n == 0 {
 		return Result{}, nil
@@ -197,8 +87,57 @@ func (w *Writer) writeSlice(ctx context.Context, rows []auditrow.Row) (Result, e
 		return Result{}, fmt.Errorf("pgwriter: copy %d rows: %w", n, err)
 	}
 	var res Result
-	if err := w.insertIsolating(ctx, Rows(rows), 0, n, &res); err != nil {
+	if err := w.insertIsolating(ctx, rows, &res); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// insertIsolating writes rows idempotently; a data error splits them.
+func (w *Writer) insertIsolating(ctx context.Context, rows []auditrow.Row, res *Result) error {
+	inserted, err := w.insertIgnore(ctx, rows)
+	if err == nil {
+		res.Inserted += inserted
+		res.Duplicates += len(rows) - inserted
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !isDataError(pgErr.Code) {
+		return err
+	}
+	if len(rows) == 1 {
+		if err := w.rejectRow(ctx, &rows[0], pgErr); err != nil {
+			return err
+		}
+		res.Rejected++
+		return nil
+	}
+	mid := len(rows) / 2
+	if err := w.insertIsolating(ctx, rows[:mid], res); err != nil {
+		return err
+	}
+	return w.insertIsolating(ctx, rows[mid:], res)
+}
+
+func (w *Writer) insertIgnore(ctx context.Context, rows []auditrow.Row) (int, error) {
+	var a columnArrays
+	a.fill(rows)
+	tag, err := w.pool.Exec(ctx, w.insert, a.args...)
+	if err != nil {
+		return 0, fmt.Errorf("pgwriter: insert %d rows: %w", len(rows), err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// rejectRow stores a row PostgreSQL refused, with the error, as JSON bytes.
+func (w *Writer) rejectRow(ctx context.Context, r *auditrow.Row, cause *pgconn.PgError) error {
+	payload, err := rejectPayload(r)
+	if err != nil {
+		return fmt.Errorf("pgwriter: encode rejected row %s: %w", r.RequestID, err)
+	}
+	msg := cause.Code + ": " + cause.Message
+	if _, err := w.pool.Exec(ctx, w.reject, r.RequestID.String(), msg, payload); err != nil {
+		return fmt.Errorf("pgwriter: store rejected row %s (%s): %w", r.RequestID, msg, err)
+	}
+	return nil
 }
