@@ -16,19 +16,25 @@ func newVersionCmd() *cobra.Command {
 		Example: "  otelaudit version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			version, revision := "(devel)", ""
+			revision := ""
 			if bi, ok := debug.ReadBuildInfo(); ok {
-				if bi.Main.Version != "" {
-					version = bi.Main.Version
-				}
 				for _, s := range bi.Settings {
 					if s.Key == "vcs.revision" {
 						revision = " " + s.Value
 					}
 				}
 			}
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "otelaudit %s%s\n", version, revision)
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "otelaudit %s%s\n", productVersion(), revision)
 			return err
 		},
 	}
+}
+
+// productVersion is the module version of this build, "(devel)" when built
+// from a work tree.
+func productVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
 }
