@@ -21,6 +21,8 @@ require (
 	go.yaml.in/yaml/v3 v3.0.5
 )
 
+require github.com/gowebpki/jcs v1.0.2
+
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect

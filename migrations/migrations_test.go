@@ -56,6 +56,10 @@ func TestUpCreatesDesignSchema(t *testing.T) {
 		"service_name":    "text YES",
 		"attributes":      "jsonb YES",
 		"created_at":      "timestamp with time zone NO",
+		"row_hash":        "bytea YES",
+		"seal_stream":     "uuid YES",
+		"seal_seq":        "bigint YES",
+		"seal_pos":        "integer YES",
 	}
 	got := columns(t, url, "audit_log")
 	if len(got) != len(want) {
@@ -103,8 +107,8 @@ func TestUpCreatesDesignSchema(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT version, dirty FROM audit_log_schema_migrations`).Scan(&version, &dirty); err != nil {
 		t.Fatal(err)
 	}
-	if version != 1 || dirty {
-		t.Errorf("version = %d dirty = %v, want 1 false", version, dirty)
+	if version != latestVersion || dirty {
+		t.Errorf("version = %d dirty = %v, want %d false", version, dirty, latestVersion)
 	}
 }
 
@@ -130,8 +134,8 @@ func TestUpConcurrent(t *testing.T) {
 			t.Errorf("concurrent Up: %v", err)
 		}
 	}
-	if got := columns(t, url, "audit_log"); len(got) != 16 {
-		t.Errorf("audit_log columns = %d, want 16", len(got))
+	if got := columns(t, url, "audit_log"); len(got) != auditColumns {
+		t.Errorf("audit_log columns = %d, want %d", len(got), auditColumns)
 	}
 }
 
@@ -142,8 +146,8 @@ func TestWithTable(t *testing.T) {
 	if err := migrations.Up(ctx, url, migrations.WithTable("mcp_audit")); err != nil {
 		t.Fatal(err)
 	}
-	if got := columns(t, url, "mcp_audit"); len(got) != 16 {
-		t.Errorf("mcp_audit columns = %d, want 16", len(got))
+	if got := columns(t, url, "mcp_audit"); len(got) != auditColumns {
+		t.Errorf("mcp_audit columns = %d, want %d", len(got), auditColumns)
 	}
 	if got := columns(t, url, "mcp_audit_rejects"); len(got) != 5 {
 		t.Errorf("mcp_audit_rejects columns = %d, want 5", len(got))
@@ -155,8 +159,8 @@ func TestWithTable(t *testing.T) {
 	if err := migrations.Up(ctx, url); err != nil {
 		t.Fatal(err)
 	}
-	if got := columns(t, url, "audit_log"); len(got) != 16 {
-		t.Errorf("audit_log columns = %d, want 16", len(got))
+	if got := columns(t, url, "audit_log"); len(got) != auditColumns {
+		t.Errorf("audit_log columns = %d, want %d", len(got), auditColumns)
 	}
 }
 
@@ -177,3 +181,10 @@ func TestBadInput(t *testing.T) {
 		t.Error("cancelled context: no error")
 	}
 }
+
+// auditColumns is how many columns audit_log has: the 16 of v1 and the four
+// integrity columns of 000003.
+const auditColumns = 20
+
+// latestVersion is the newest migration's version.
+const latestVersion = 3

@@ -112,3 +112,16 @@ func ColumnIndex(name string) int {
 	}
 	return -1
 }
+
+// SealColumns are the audit table's integrity columns (migration 000003):
+// the writer's sealing step fills them in the transaction that inserts the
+// row, from the row's hash and the seal that covers it (see
+// internal/integrity); rows never carry them, and a replayed row gets them
+// anew. Together with [Columns] and [ServerColumns] they are every column of
+// the table.
+var SealColumns = []ServerColumn{
+	{Name: "row_hash", Type: "bytea", Nullable: true},
+	{Name: "seal_stream", Type: "uuid", Nullable: true},
+	{Name: "seal_seq", Type: "bigint", Nullable: true},
+	{Name: "seal_pos", Type: "integer", Nullable: true},
+}
