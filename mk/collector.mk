@@ -5,11 +5,14 @@
 #                             (skipped when the binary is newer than its inputs)
 #   make collector-validate   `otelcol-audit validate` every shipped config
 #   make collector-test       the pgaudit module's tests (unit, e2e, persistence)
+#   make generate             re-run mdatagen on exporter/pgauditexporter/metadata.yaml
+#   make generate-check       fail when the committed generated code is not current
+#                             (part of make test)
 
 OTELCOL_AUDIT := collector-config/_build/otelcol-audit/otelcol-audit
 COLLECTOR_CONFIGS := collector-config/gateway.yaml collector-config/agent.yaml
 
-.PHONY: collector collector-validate collector-test
+.PHONY: collector collector-validate collector-test generate generate-check collector-generate collector-generate-check
 
 collector:
 	@collector-config/build.sh
@@ -23,3 +26,13 @@ collector-validate: collector
 
 collector-test: collector
 	cd exporter/pgauditexporter && go test -race -count=1 -timeout 20m ./...
+
+collector-generate:
+	@collector-config/mdatagen.sh generate
+
+collector-generate-check:
+	@collector-config/mdatagen.sh check
+
+generate: collector-generate
+generate-check: collector-generate-check
+test: generate-check

@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
@@ -24,15 +23,6 @@ import (
 	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
 	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/migrations"
-)
-
-// Names of the exporter's own metrics, reported through the Collector's
-// internal telemetry (with the otelcol.component.id of the exporter).
-const (
-	metricSkipped    = "otelcol_exporter_pgaudit_records_skipped"
-	metricInserted   = "otelcol_exporter_pgaudit_rows_inserted"
-	metricDuplicates = "otelcol_exporter_pgaudit_rows_duplicate"
-	metricRejected   = "otelcol_exporter_pgaudit_rows_rejected"
 )
 
 // startMigrateTimeout bounds the schema migration tried on start; when it
@@ -53,7 +43,9 @@ type logsExporter struct {
 
 	batches sync.Pool // *batch
 
-	skipped, inserted, duplicates, rejected metric.Int64Counter
+	// telemetry holds the component's own metrics, declared in
+	// metadata.yaml and generated into internal/metadata.
+	telemetry *metadata.TelemetryBuilder
 }
 
 // batch is the scratch state of one push; pushes run concurrently (one per
@@ -72,27 +64,11 @@ func newLogsExporter(cfg *Config, set component.TelemetrySettings) (*logsExporte
 		b.mapper.MaxArgsBytes = cfg.MaxArgsBytes
 		return b
 	}
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	var err, errs error
-	e.skipped, err = meter.Int64Counter(metricSkipped,
-		metric.WithDescription("Log records skipped because their EventName is not otelaudit.tool_call."),
-		metric.WithUnit("{record}"))
-	errs = errors.Join(errs, err)
-	e.inserted, err = meter.Int64Counter(metricInserted,
-		metric.WithDescription("Audit rows inserted into the audit table."),
-		metric.WithUnit("{row}"))
-	errs = errors.Join(errs, err)
-	e.duplicates, err = meter.Int64Counter(metricDuplicates,
-		metric.WithDescription("Audit rows already stored (retried or replayed batches); nothing was written for them."),
-		metric.WithUnit("{row}"))
-	errs = errors.Join(errs, err)
-	e.rejected, err = meter.Int64Counter(metricRejected,
-		metric.WithDescription("Audit rows PostgreSQL refused; each was stored in the <table>_rejects table with the error."),
-		metric.WithUnit("{row}"))
-	errs = errors.Join(errs, err)
-	if errs != nil {
-		return nil, fmt.Errorf("pgaudit: create metrics: %w", errs)
+	tb, err := metadata.NewTelemetryBuilder(set)
+	if err != nil {
+		return nil, fmt.Errorf("pgauditexporter: create metrics: %w", err)
 	}
+	e.telemetry = tb
 	return e, nil
 }
 
@@ -101,10 +77,10 @@ func newLogsExporter(cfg *Config, set component.TelemetrySettings) (*logsExporte
 func (e *logsExporter) start(ctx context.Context, _ component.Host) error {
 	pc, err := e.cfg.poolConfig()
 	if err != nil {
-		return fmt.Errorf("pgaudit: %w", err)
+		return fmt.Errorf("pgauditexporter: %w", err)
 	}
 	if e.pool, err = pgxpool.NewWithConfig(context.WithoutCancel(ctx), pc); err != nil {
-		return fmt.Errorf("pgaudit: open pool: %w", err)
+		return fmt.Errorf("pgauditexporter: open pool: %w", err)
 	}
 	e.writer = pgwriter.New(e.pool, e.cfg.Table)
 	if !e.cfg.Migrate {
@@ -119,7 +95,7 @@ func (e *logsExporter) start(ctx context.Context, _ component.Host) error {
 		return nil
 	}
 	if err := e.migrate(mctx); err != nil {
-		return fmt.Errorf("pgaudit: %w", err)
+		return fmt.Errorf("pgauditexporter: %w", err)
 	}
 	return nil
 }
@@ -144,6 +120,7 @@ func (e *logsExporter) migrate(ctx context.Context) error {
 }
 
 func (e *logsExporter) shutdown(context.Context) error {
+	e.telemetry.Shutdown()
 	if e.pool != nil {
 		e.pool.Close()
 	}
@@ -169,7 +146,7 @@ func (e *logsExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	clear(b.recs) // drop references into ld
 	clear(b.attrs)
 	if skipped > 0 {
-		e.skipped.Add(ctx, int64(skipped))
+		e.telemetry.ExporterPgauditRecordsSkipped.Add(ctx, int64(skipped))
 		e.logger.Debug("Skipped log records that are not audit events", zap.Int("skipped", skipped))
 	}
 	if len(b.rows) == 0 {
@@ -179,17 +156,17 @@ func (e *logsExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 
 	if err := e.migrate(ctx); err != nil {
 		// The queue keeps the batch; the migration is tried again.
-		return fmt.Errorf("pgaudit: apply schema migrations: %w", err)
+		return fmt.Errorf("pgauditexporter: apply schema migrations: %w", err)
 	}
 	res, err := e.writer.Write(ctx, b.rows)
 	if res.Inserted > 0 {
-		e.inserted.Add(ctx, int64(res.Inserted))
+		e.telemetry.ExporterPgauditRowsInserted.Add(ctx, int64(res.Inserted))
 	}
 	if res.Duplicates > 0 {
-		e.duplicates.Add(ctx, int64(res.Duplicates))
+		e.telemetry.ExporterPgauditRowsDuplicate.Add(ctx, int64(res.Duplicates))
 	}
 	if res.Rejected > 0 {
-		e.rejected.Add(ctx, int64(res.Rejected))
+		e.telemetry.ExporterPgauditRowsRejected.Add(ctx, int64(res.Rejected))
 		e.logger.Warn("PostgreSQL refused audit rows; they were stored in the reject table",
 			zap.Int("rejected", res.Rejected), zap.String("reject_table", e.cfg.Table+"_rejects"))
 	}

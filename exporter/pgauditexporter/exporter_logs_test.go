@@ -26,6 +26,15 @@ import (
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
 )
 
+// The component's metric names, as metadata.yaml declares them (the
+// generated internal/metadata creates them; these are what operators see).
+const (
+	metricSkipped    = "otelcol_exporter_pgaudit_records_skipped"
+	metricInserted   = "otelcol_exporter_pgaudit_rows_inserted"
+	metricDuplicates = "otelcol_exporter_pgaudit_rows_duplicate"
+	metricRejected   = "otelcol_exporter_pgaudit_rows_rejected"
+)
+
 // testConfig returns a config for url without queue and retries, so that
 // ConsumeLogs reports the outcome of one write.
 func testConfig(url string) *Config {

@@ -1,15 +1,10 @@
-// Package pgauditexporter is the pgaudit OpenTelemetry Collector exporter: it
-// writes otelaudit audit events (log records whose EventName is
-// "otelaudit.tool_call") to the PostgreSQL audit_log table, one row per tool
-// call, through the same record→row mapping and the same idempotent COPY
-// writer as the in-process otelaudit exporter. Other log records are skipped
-// and counted.
 package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter"
 
 import (
 	"context"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
@@ -18,7 +13,8 @@ import (
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
-// NewFactory returns the factory of the pgaudit exporter.
+// NewFactory returns the factory of the pgaudit exporter (component type
+// pgaudit, logs only).
 func NewFactory() exporter.Factory {
 	return exporter.NewFactory(
 		metadata.Type,
@@ -31,7 +27,7 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		TimeoutConfig: exporterhelper.NewDefaultTimeoutConfig(),
 		BackOffConfig: configretry.NewDefaultBackOffConfig(),
-		QueueConfig:   metadata.NewDefaultSendingQueueConfig(),
+		QueueConfig:   configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
 		Table:         migrations.DefaultTable,
 		Migrate:       true,
 	}
