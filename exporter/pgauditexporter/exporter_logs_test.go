@@ -20,6 +20,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sentinel-gateway/otelaudit"
 	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
@@ -48,6 +50,13 @@ func testConfig(url string) *Config {
 // newTestExporter creates and starts the exporter through its factory.
 func newTestExporter(t *testing.T, cfg *Config) (exporter.Logs, *componenttest.Telemetry) {
 	t.Helper()
+	return newTestExporterLogger(t, cfg, zap.NewNop())
+}
+
+// newTestExporterLogger is newTestExporter with the component logging to
+// logger.
+func newTestExporterLogger(t *testing.T, cfg *Config, logger *zap.Logger) (exporter.Logs, *componenttest.Telemetry) {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +64,7 @@ func newTestExporter(t *testing.T, cfg *Config) (exporter.Logs, *componenttest.T
 	t.Cleanup(func() { _ = tt.Shutdown(context.Background()) })
 	set := exportertest.NewNopSettings(metadata.Type)
 	set.TelemetrySettings = tt.NewTelemetrySettings()
+	set.Logger = logger
 	exp, err := NewFactory().CreateLogs(context.Background(), set, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -286,6 +296,76 @@ func TestExporterSanitisesBadRecord(t *testing.T) {
 	}
 }
 
+// A row PostgreSQL refuses (a JSON number beyond numeric's range in
+// request_args) does not cost the rest of the batch: the others land, the
+// refused row is stored in the reject table, rows_rejected counts it and a
+// warning names the reject table. ConsumeLogs succeeds: nothing was lost.
+func TestExporterRejectedRow(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	core, logs := observer.New(zap.WarnLevel)
+	exp, tt := newTestExporterLogger(t, testConfig(url), zap.New(core))
+	ids := newIDs(5)
+	ld := auditLogs(ids)
+	const refused = 2
+	ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(refused).Attributes().
+		PutStr(string(otelaudit.ToolCallArgumentsKey), `{"n": 1e1000000}`)
+	if err := exp.ConsumeLogs(context.Background(), ld); err != nil {
+		t.Fatalf("ConsumeLogs with one refused row: %v", err)
+	}
+
+	ctx := context.Background()
+	conn := pgtest.Connect(t, url)
+	rows, err := conn.Query(ctx, "SELECT request_id FROM audit_log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[uuid.UUID]bool{}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		stored[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		if want := i != refused; stored[id] != want {
+			t.Errorf("row %d (%s): in audit_log %v, want %v", i, id, stored[id], want)
+		}
+	}
+	if len(stored) != len(ids)-1 {
+		t.Errorf("audit_log has %d rows, want %d", len(stored), len(ids)-1)
+	}
+
+	var rejects int
+	var rejectedID, rejectErr string
+	if err := conn.QueryRow(ctx, "SELECT count(*), max(request_id), max(error) FROM audit_log_rejects").
+		Scan(&rejects, &rejectedID, &rejectErr); err != nil {
+		t.Fatal(err)
+	}
+	if rejects != 1 || rejectedID != ids[refused].String() || rejectErr == "" {
+		t.Fatalf("audit_log_rejects: %d rows, request_id %s (want 1 row, %s), error %q", rejects, rejectedID, ids[refused], rejectErr)
+	}
+
+	if got := sumMetric(t, tt, metricRejected); got != 1 {
+		t.Errorf("%s = %d, want 1", metricRejected, got)
+	}
+	if got := sumMetric(t, tt, metricInserted); got != int64(len(ids)-1) {
+		t.Errorf("%s = %d, want %d", metricInserted, got, len(ids)-1)
+	}
+	warnings := logs.FilterMessageSnippet("refused").FilterLevelExact(zap.WarnLevel).All()
+	if len(warnings) != 1 {
+		t.Fatalf("%d warnings about refused rows, want 1; logged: %v", len(warnings), logs.All())
+	}
+	fields := warnings[0].ContextMap()
+	if fields["rejected"] != int64(1) || fields["reject_table"] != "audit_log_rejects" {
+		t.Errorf("warning fields %v, want rejected=1 reject_table=audit_log_rejects", fields)
+	}
+}
+
 // A missing audit table is an error no retry fixes: permanent.
 func TestExporterPermanentError(t *testing.T) {
 	t.Parallel()
@@ -346,10 +426,14 @@ func TestExporterRetriesUntilPostgresIsBack(t *testing.T) {
 	ids := newIDs(5)
 	done := make(chan error, 1)
 	go func() { done <- exp.ConsumeLogs(context.Background(), auditLogs(ids)) }()
+	// Two refused connections: the first attempt and at least one retry.
+	waitFor(t, 30*time.Second, "a retried write while PostgreSQL is away", func() bool {
+		return proxy.Refused() >= 2
+	})
 	select {
 	case err := <-done:
 		t.Fatalf("ConsumeLogs returned while PostgreSQL was away: %v", err)
-	case <-time.After(time.Second):
+	default:
 	}
 	proxy.SetRefuse(false)
 	select {

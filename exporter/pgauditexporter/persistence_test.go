@@ -46,13 +46,18 @@ func TestPersistentQueueSurvivesKill(t *testing.T) {
 	// Phase 2: PostgreSQL unreachable. The Collector still accepts records:
 	// they go to the persistent queue.
 	proxy.SetRefuse(true)
+	refused := proxy.Refused()
 	send(testCalls(500))
-	// Let the consumers pick the records up, fail and start retrying, so
-	// that some are in flight (dispatched, not acknowledged) at the kill.
-	time.Sleep(1500 * time.Millisecond)
-	if q, err := gw.Metric("otelcol_exporter_queue_size"); err != nil || q == 0 {
-		t.Fatalf("otelcol_exporter_queue_size = %v (err %v) before the kill, want the accepted records", q, err)
-	}
+	// Wait until the consumers have picked the records up and failed to
+	// write them (a connection the proxy refused), so that some are in
+	// flight (dispatched, not acknowledged) at the kill.
+	waitFor(t, 60*time.Second, "a write attempt while PostgreSQL is away", func() bool {
+		return proxy.Refused() > refused
+	})
+	waitFor(t, 30*time.Second, "otelcol_exporter_queue_size > 0 before the kill", func() bool {
+		q, err := gw.Metric("otelcol_exporter_queue_size")
+		return err == nil && q > 0
+	})
 	assertCount(t, databaseURL, 200)
 
 	// Phase 3: SIGKILL, then restart while PostgreSQL is still away. The
@@ -61,7 +66,12 @@ func TestPersistentQueueSurvivesKill(t *testing.T) {
 	gw.Kill()
 	gw.Start()
 	send(testCalls(300))
-	time.Sleep(500 * time.Millisecond)
+	// The restarted Collector is writing (and failing): the batches from
+	// the queue and the new ones are being retried, none has landed.
+	refused = proxy.Refused()
+	waitFor(t, 60*time.Second, "a write attempt of the restarted Collector", func() bool {
+		return proxy.Refused() > refused
+	})
 	assertCount(t, databaseURL, 200)
 
 	// Phase 4: PostgreSQL is back; everything accepted lands, once.
@@ -101,6 +111,18 @@ func TestPersistentQueueSurvivesKill(t *testing.T) {
 	// A graceful stop leaves an empty queue: nothing is replayed again.
 	if q, err := gw.Metric("otelcol_exporter_queue_size"); err == nil && q != 0 {
 		t.Errorf("otelcol_exporter_queue_size = %v after the rows landed, want 0", q)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -18,6 +19,8 @@ type proxy struct {
 	mu     sync.Mutex
 	refuse bool
 	conns  map[net.Conn]struct{}
+
+	refused atomic.Int64 // connections refused while refusing
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -58,6 +61,10 @@ func (p *proxy) SetRefuse(refuse bool) {
 	}
 }
 
+// Refused is the number of connections the proxy has refused so far: each
+// is an attempt of a client to reach PostgreSQL while it was away.
+func (p *proxy) Refused() int64 { return p.refused.Load() }
+
 func (p *proxy) cutAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -89,6 +96,7 @@ func (p *proxy) track(c net.Conn) bool {
 
 func (p *proxy) handle(c net.Conn) {
 	if !p.track(c) {
+		p.refused.Add(1)
 		_ = c.Close()
 		return
 	}
