@@ -2,13 +2,11 @@ package pgauditexporter // import "github.com/sentinel-gateway/otelaudit/exporte
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"go.opentelemetry.io/collector/component"
@@ -173,26 +171,10 @@ func (e *logsExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	if err == nil {
 		return nil
 	}
-	if retryable(ctx, err) {
+	if pgwriter.Retryable(err) {
 		return err
 	}
 	return consumererror.NewPermanent(err)
-}
-
-// retryable reports whether writing the batch again may succeed. Besides
-// the errors pgwriter.Retryable names, a failure to establish a connection
-// (PostgreSQL down, authentication not yet configured) and the expiry of one
-// attempt's timeout are retried: the retry sender stops on its own when the
-// Collector shuts down or retry_on_failure gives up.
-func retryable(ctx context.Context, err error) bool {
-	if pgwriter.Retryable(err) {
-		return true
-	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
-		return true
-	}
-	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // collect converts the log records of ld to auditrow.Records. Records that

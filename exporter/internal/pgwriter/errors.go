@@ -25,16 +25,24 @@ func isDataError(code string) bool {
 }
 
 // Retryable reports whether err is a transient failure after which writing
-// the same rows again may succeed: the connection failed or was refused, the
-// server is shutting down or starting, too many connections, a serialization
-// failure or deadlock. Data errors and a missing or unusable table are not
-// retryable, nor is a cancelled or expired context.
+// the same rows again may succeed: the connection failed, was refused or
+// could not be established (whatever the server said), the server is
+// shutting down or starting, too many connections, a serialization failure
+// or deadlock, a lock timeout, or the context of the attempt was cancelled
+// or expired before the write completed. Data errors, a statement timeout
+// and a missing or unusable table are not retryable.
+//
+// It is the one retry classifier of both front ends (the SDK exporter and
+// the Collector component). A context error counts as retryable because
+// the write is idempotent and an attempt's deadline says nothing about the
+// next attempt; a retry loop stops on its own context (backoff.Retry, the
+// Collector's retry sender), not on this answer.
 func Retryable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return true
 	}
 	// Failing to connect is retryable whatever the server said (wrong
 	// password, database not there yet, starting up): an operator can fix
@@ -45,6 +53,9 @@ func Retryable(err error) bool {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if len(pgErr.Code) != 5 {
+			return false // not a SQLSTATE: nothing says a retry could help
+		}
 		switch pgErr.Code[:2] {
 		case "08", // connection exception
 			"53", // insufficient resources: too many connections, disk full, out of memory

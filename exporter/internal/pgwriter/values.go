@@ -189,7 +189,7 @@ func rejectPayload(r *auditrow.Row) ([]byte, error) {
 		}
 		enc, err := json.Marshal(v)
 		if err != nil {
-			return nil, fmt.Errorf("pgwriter: encode column %s: %w", c.Name, err)
+			return nil, fmt.Errorf("column %s: %w", c.Name, err)
 		}
 		if !first {
 			b = append(b, ',')

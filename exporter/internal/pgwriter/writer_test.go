@@ -121,8 +121,9 @@ func TestRetryable(t *testing.T) {
 		want bool
 	}{
 		{nil, false},
-		{context.Canceled, false},
-		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), false},
+		{context.Canceled, true},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), true},
+		{&pgconn.ConnectError{}, true},
 		{io.ErrUnexpectedEOF, true},
 		{errors.New("conn closed"), true},
 		{&pgconn.PgError{Code: "08006"}, true},  // connection failure
@@ -135,6 +136,7 @@ func TestRetryable(t *testing.T) {
 		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
 		{&pgconn.PgError{Code: "22P02"}, false}, // data
 		{&pgconn.PgError{Code: "23505"}, false},
+		{&pgconn.PgError{}, false}, // no SQLSTATE: must not panic
 	} {
 		if got := pgwriter.Retryable(c.err); got != c.want {
 			t.Errorf("Retryable(%v) = %v, want %v", c.err, got, c.want)
