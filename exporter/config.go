@@ -54,6 +54,10 @@ type config struct {
 	probeInterval time.Duration
 
 	writeConcurrency int
+
+	// tasks are the background maintenance tasks options add (partition
+	// maintenance, retention); see maintenance.go.
+	tasks []task
 }
 
 func newConfig(opts []Option) config {
