@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +101,7 @@ repeated). A progress bar is shown on a terminal.`,
 			start := time.Now()
 			var total int64
 			written := cur // the last row handed to the writer
+			flushed := cur // the last row the writer flushed
 			report := func(err error) error {
 				if bar != nil {
 					_ = bar.Finish()
@@ -111,7 +113,7 @@ repeated). A progress bar is shown on a terminal.`,
 				}
 				if err != nil {
 					if ferr != nil {
-						written = cur // the last page flushed completely
+						written = flushed // the last chunk flushed completely
 					}
 					if !written.IsZero() {
 						fmt.Fprintf(cmd.ErrOrStderr(), "otelaudit: export stopped after %d rows; resume with --after %s\n", total, written)
@@ -128,33 +130,43 @@ repeated). A progress bar is shown on a terminal.`,
 				fmt.Fprintln(cmd.ErrOrStderr())
 				return nil
 			}
-			for {
-				n, last, err := auditquery.Each(ctx, pool, tableName(),
-					auditquery.Query{Filter: f, Order: auditquery.OldestFirst, After: cur, Limit: batch},
-					func(r *auditquery.Row) error {
-						if err := out.Write(r); err != nil {
-							return err
-						}
-						written = r.Cursor()
-						total++
-						if bar != nil && total%1024 == 0 {
-							_ = bar.Add(1024)
-						}
+			// Reading and encoding overlap: one goroutine scans pages into
+			// chunks of rows, this one encodes them (two cores, twice the
+			// rows per second of doing both in turn). Memory stays constant:
+			// a fixed number of chunks circulate.
+			err = pipeline(ctx, func(ctx context.Context, emit func(*auditquery.Row) error) error {
+				for {
+					n, last, err := auditquery.Each(ctx, pool, tableName(),
+						auditquery.Query{Filter: f, Order: auditquery.OldestFirst, After: cur, Limit: batch}, emit)
+					if err != nil {
+						return err
+					}
+					if n > 0 {
+						cur = last
+					}
+					if n < batch {
 						return nil
-					})
-				if err != nil {
-					return report(err)
+					}
 				}
+			}, func() error {
 				if err := out.Flush(); err != nil {
-					return report(err)
+					return err
 				}
-				if n > 0 {
-					cur = last
+				flushed = written
+				return nil
+			}, func(r *auditquery.Row) error {
+				if err := out.Write(r); err != nil {
+					return err
 				}
-				if n < batch {
-					return report(nil)
+				written = r.Cursor()
+				total++
+				if bar != nil && total%1024 == 0 {
+					_ = bar.Add(1024)
 				}
-			}
+				return nil
+			})
+			cur = written
+			return report(err)
 		},
 	}
 	ff.register(cmd.Flags(), "")
@@ -163,4 +175,68 @@ repeated). A progress bar is shown on a terminal.`,
 	cmd.Flags().StringVar(&after, "after", "", "resume after this cursor (printed by an earlier export)")
 	cmd.Flags().IntVar(&batch, "batch", 50_000, "rows per keyset page")
 	return cmd
+}
+
+// chunkRows is how many rows travel between the reading and the encoding
+// goroutine at once; chunks in flight bounds the memory.
+const (
+	chunkRows      = 512
+	chunksInFlight = 4
+)
+
+// pipeline runs produce on its own goroutine and hands every row it emits to
+// consume on the calling goroutine, in order. It returns the first error of
+// either; a consume error cancels produce. chunkDone runs after each chunk
+// was consumed.
+func pipeline(ctx context.Context, produce func(context.Context, func(*auditquery.Row) error) error, chunkDone func() error, consume func(*auditquery.Row) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	full := make(chan []auditquery.Row, chunksInFlight)
+	free := make(chan []auditquery.Row, chunksInFlight)
+	for range chunksInFlight {
+		free <- make([]auditquery.Row, 0, chunkRows)
+	}
+	prodErr := make(chan error, 1)
+	go func() {
+		defer close(full)
+		chunk := <-free
+		err := produce(ctx, func(r *auditquery.Row) error {
+			chunk = append(chunk, *r)
+			if len(chunk) == chunkRows {
+				full <- chunk
+				select {
+				case chunk = <-free:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+		if len(chunk) > 0 && err == nil {
+			full <- chunk
+		}
+		prodErr <- err
+	}()
+	var consErr error
+	for chunk := range full {
+		if consErr == nil {
+			for i := range chunk {
+				if consErr = consume(&chunk[i]); consErr != nil {
+					break
+				}
+			}
+			if consErr == nil {
+				consErr = chunkDone()
+			}
+			if consErr != nil {
+				cancel()
+			}
+		}
+		clear(chunk) // drop references to the rows' strings
+		free <- chunk[:0]
+	}
+	if err := <-prodErr; consErr == nil && err != nil {
+		return err
+	}
+	return consErr
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -48,35 +47,30 @@ type jsonWriter struct {
 	table   string
 	version string
 	n       int
-	enc     *json.Encoder
+	buf     []byte
 }
 
 func (j *jsonWriter) Write(r *auditquery.Row) error {
+	b := j.buf[:0]
 	if j.array {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		sep := ",\n  "
 		if j.n == 0 {
-			sep = "[\n  "
+			b = append(b, "[\n  "...)
+		} else {
+			b = append(b, ",\n  "...)
 		}
-		j.n++
-		if _, err := j.w.WriteString(sep); err != nil {
-			return err
-		}
-		_, err = j.w.Write(b)
-		return err
-	}
-	if j.enc == nil {
-		j.enc = json.NewEncoder(j.w)
-		j.enc.SetEscapeHTML(false)
 	}
 	j.n++
 	if j.ocsf {
-		return j.enc.Encode(r.OCSF(j.version, j.table))
+		b = r.AppendOCSF(b, j.version, j.table)
+	} else {
+		b = r.AppendJSON(b)
 	}
-	return j.enc.Encode(r)
+	if !j.array {
+		b = append(b, '\n')
+	}
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
 }
 
 func (j *jsonWriter) Flush() error { return j.w.Flush() }

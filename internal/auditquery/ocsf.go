@@ -156,29 +156,18 @@ func (r *Row) OCSF(productVersion, table string) OCSFEvent {
 			ev.Actor.User.Groups = append(ev.Actor.User.Groups, ocsfGroup{Name: role})
 		}
 	}
-	var attrs map[string]json.RawMessage
-	if len(r.Attributes) > 0 {
-		_ = json.Unmarshal(r.Attributes, &attrs)
-	}
-	str := func(k string) string {
-		var s string
-		if raw, ok := attrs[k]; ok && json.Unmarshal(raw, &s) != nil {
-			s = string(raw)
-		}
-		return s
-	}
-	if s := str("mcp.session.id"); s != "" {
+	if s := deref(r.SessionID); s != "" {
 		ev.Actor.Session = &ocsfSession{UID: s}
 	}
-	ev.SrcEndpoint.IP = str("client.address")
-	if p, err := strconv.Atoi(str("client.port")); err == nil {
+	ev.SrcEndpoint.IP = deref(r.ClientAddress)
+	if p, err := strconv.Atoi(deref(r.ClientPort)); err == nil {
 		ev.SrcEndpoint.Port = p
 	}
 	if r.ServiceName != nil && *r.ServiceName != "" {
 		ev.DstEndpoint = &ocsfEndpoint{SvcName: *r.ServiceName}
 	}
 	if r.Status != "ok" {
-		ev.API.Response.Error = str("error.type")
+		ev.API.Response.Error = deref(r.ErrorType)
 		if ev.API.Response.Error == "" {
 			ev.API.Response.Error = r.Status
 		}

@@ -29,30 +29,17 @@ type Row struct {
 	ServiceName  *string         `json:"service_name"`
 	Attributes   json.RawMessage `json:"attributes"`
 	CreatedAt    time.Time       `json:"created_at"`
+
+	// Attributes the OCSF mapping needs, extracted by PostgreSQL (parsing
+	// every row's attributes in Go would cost more than the query).
+	SessionID     *string `json:"-"`
+	ErrorType     *string `json:"-"`
+	ClientAddress *string `json:"-"`
+	ClientPort    *string `json:"-"`
 }
 
 // Cursor returns the row's position in the keyset order.
 func (r *Row) Cursor() Cursor { return Cursor{Time: r.Timestamp, ID: r.ID} }
-
-// Attr returns the string value of attribute key, or "".
-func (r *Row) Attr(key string) string {
-	if len(r.Attributes) == 0 {
-		return ""
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(r.Attributes, &m) != nil {
-		return ""
-	}
-	raw, ok := m[key]
-	if !ok {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	return string(raw)
-}
 
 // CSVHeader is the header line of the csv format, the column names.
 var CSVHeader = []string{"id", "request_id", "timestamp", "client_subject", "client_role", "tool_name",
@@ -85,9 +72,16 @@ type DB interface {
 
 func scanRow(rows pgx.Rows, r *Row) error {
 	*r = Row{}
-	return rows.Scan(&r.ID, &r.RequestID, &r.Timestamp, &r.Subject, &r.Role, &r.Tool, &r.Backend,
-		&r.Args, &r.Status, &r.ErrorMessage, &r.LatencyMS, &r.TraceID, &r.SpanID, &r.ServiceName,
-		&r.Attributes, &r.CreatedAt)
+	// JSON columns are scanned as []byte: PostgreSQL's jsonb text is valid
+	// JSON already, and json.RawMessage would make pgx run it through
+	// encoding/json again.
+	var args, attrs []byte
+	err := rows.Scan(&r.ID, &r.RequestID, &r.Timestamp, &r.Subject, &r.Role, &r.Tool, &r.Backend,
+		&args, &r.Status, &r.ErrorMessage, &r.LatencyMS, &r.TraceID, &r.SpanID, &r.ServiceName,
+		&attrs, &r.CreatedAt, &r.SessionID, &r.ErrorType, &r.ClientAddress, &r.ClientPort)
+	r.Args, r.Attributes = args, attrs
+	r.Timestamp, r.CreatedAt = r.Timestamp.UTC(), r.CreatedAt.UTC()
+	return err
 }
 
 // Each runs q over table and calls fn for each row, in order, streaming:

@@ -26,7 +26,8 @@ const SessionExpr = `(attributes->>'mcp.session.id')`
 // columns are the audit table's columns the query layer reads, in the order
 // [scanRow] expects.
 const columns = `id, request_id, "timestamp", client_subject, client_role, tool_name, backend_name,
- request_args, response_status, error_message, latency_ms, trace_id, span_id, service_name, attributes, created_at`
+ request_args, response_status, error_message, latency_ms, trace_id, span_id, service_name, attributes, created_at,
+ ` + SessionExpr + `, attributes->>'error.type', attributes->>'client.address', attributes->>'client.port'`
 
 // builder accumulates a WHERE clause with its bind parameters.
 type builder struct {
