@@ -77,7 +77,8 @@ func BenchmarkCollectorPath(b *testing.B) {
 	})
 	b.Run("collector", func(b *testing.B) {
 		run(b, collectorURL, func(q int) *sdklog.LoggerProvider {
-			return otlpProvider(b, q, otlploghttp.WithEndpoint(gw.HTTPAddr), otlploghttp.WithInsecure())
+			return otlpProvider(b, q, otlploghttp.WithEndpoint(gw.HTTPAddr), otlploghttp.WithInsecure(),
+				otlploghttp.WithHeaders(gw.AuthHeader()))
 		})
 	})
 }

@@ -7,6 +7,7 @@ package pgauditexporter
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -88,6 +89,9 @@ type collectorProcess struct {
 
 	HTTPAddr, GRPCAddr, HealthAddr, MetricsAddr string
 	QueueDir                                    string
+	// Token is the OTLP bearer token the Collector accepts (the only line
+	// of its token file, OTELAUDIT_OTLP_TOKEN_FILE).
+	Token string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -124,11 +128,17 @@ func newGateway(tb testing.TB, databaseURL string) *collectorProcess {
 		HealthAddr:  freeAddr(tb),
 		MetricsAddr: freeAddr(tb),
 		QueueDir:    filepath.Join(tb.TempDir(), "queue"),
+		Token:       "test-token-" + rand.Text(),
+	}
+	tokenFile := filepath.Join(tb.TempDir(), "otlp-tokens")
+	if err := os.WriteFile(tokenFile, []byte(c.Token+" the e2e tests\n"), 0o600); err != nil {
+		tb.Fatal(err)
 	}
 	_, metricsPort, _ := net.SplitHostPort(c.MetricsAddr)
 	c.env = append(os.Environ(),
 		"OTELAUDIT_DATABASE_URL="+databaseURL,
 		"OTELAUDIT_QUEUE_DIR="+c.QueueDir,
+		"OTELAUDIT_OTLP_TOKEN_FILE="+tokenFile,
 		"OTELAUDIT_OTLP_HTTP_ENDPOINT="+c.HTTPAddr,
 		"OTELAUDIT_OTLP_GRPC_ENDPOINT="+c.GRPCAddr,
 		"OTELAUDIT_HEALTH_ENDPOINT="+c.HealthAddr,
@@ -145,6 +155,12 @@ func newGateway(tb testing.TB, databaseURL string) *collectorProcess {
 	})
 	c.Start()
 	return c
+}
+
+// AuthHeader is the OTLP header that authenticates a client to the
+// Collector: Authorization: Bearer <Token>.
+func (c *collectorProcess) AuthHeader() map[string]string {
+	return map[string]string{"Authorization": "Bearer " + c.Token}
 }
 
 // Start runs the Collector and waits until its health check reports ready.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -201,9 +202,10 @@ func TestEndToEndMatchesInProcess(t *testing.T) {
 	inProcessURL := pgtest.NewDatabase(t)
 	gw := newGateway(t, collectorURL)
 
-	// The gateway switches to the Collector by OTEL_EXPORTER_OTLP_ENDPOINT
-	// alone.
+	// The gateway switches to the Collector by the standard variables
+	// alone: the endpoint, and the bearer token gateway.yaml requires.
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+gw.HTTPAddr)
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20"+gw.Token)
 	viaCollector := otlpProvider(t, 4096)
 	inProcess := inProcessProvider(t, 4096, inProcessURL)
 
@@ -263,18 +265,47 @@ func TestEndToEndMatchesInProcess(t *testing.T) {
 	}
 }
 
+// requiredVars returns the variables the header of the configuration at
+// path marks as required, each set to the example the header gives:
+//
+//	#   OTELAUDIT_DATABASE_URL       required, e.g. postgres://otelaudit@db:5432/audit
+var requiredLine = regexp.MustCompile(`(?m)^#\s+(OTELAUDIT_[A-Z0-9_]+)\s+required, e\.g\. (\S+)`)
+
+func requiredVars(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vars []string
+	for _, m := range requiredLine.FindAllStringSubmatch(string(b), -1) {
+		vars = append(vars, m[1]+"="+m[2])
+	}
+	return vars
+}
+
+// cleanEnv is the test's environment without any OTELAUDIT_* variable.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTELAUDIT_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // TestShippedConfigsValidate runs `otelcol-audit validate` on every shipped
-// configuration, and checks that a broken one is refused.
+// configuration with only the variables its header marks as required set
+// (every listener, the token file and the queue on their defaults), checks
+// that the defaults listen on localhost only, and that a configuration
+// missing a required variable is refused.
 func TestShippedConfigsValidate(t *testing.T) {
 	bin := collectorBinary(t)
 	configs, err := filepath.Glob(filepath.Join(repoRoot(t), "collector-config", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(),
-		"OTELAUDIT_DATABASE_URL=postgres://otelaudit@db.internal:5432/audit?sslmode=verify-full",
-		"OTELAUDIT_GATEWAY_ENDPOINT=https://otel-gateway.internal:4318",
-	)
 	validated := 0
 	for _, cfg := range configs {
 		if filepath.Base(cfg) == "builder-config.yaml" {
@@ -282,10 +313,25 @@ func TestShippedConfigsValidate(t *testing.T) {
 		}
 		validated++
 		t.Run(filepath.Base(cfg), func(t *testing.T) {
+			vars := requiredVars(t, cfg)
+			if len(vars) == 0 {
+				t.Fatalf("%s: its header marks no variable as required", cfg)
+			}
 			cmd := exec.Command(bin, "validate", "--config", cfg)
-			cmd.Env = env
+			cmd.Env = append(cleanEnv(), vars...)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("otelcol-audit validate --config %s: %v\n%s", cfg, err, out)
+				t.Fatalf("otelcol-audit validate --config %s with only %v: %v\n%s", cfg, vars, err, out)
+			}
+			// Listeners default to localhost: the only addresses in
+			// ${env:VAR:-default} defaults are loopback ones.
+			b, err := os.ReadFile(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range regexp.MustCompile(`\$\{env:[A-Z0-9_]+:-([^}]*)\}`).FindAllStringSubmatch(string(b), -1) {
+				if strings.HasPrefix(m[1], "0.0.0.0") || strings.HasPrefix(m[1], "[::]") || strings.HasPrefix(m[1], ":") {
+					t.Errorf("%s: default %q listens on every interface", cfg, m[0])
+				}
 			}
 		})
 	}
@@ -295,11 +341,7 @@ func TestShippedConfigsValidate(t *testing.T) {
 
 	// Without the database URL the gateway config must not validate.
 	cmd := exec.Command(bin, "validate", "--config", filepath.Join(repoRoot(t), "collector-config", "gateway.yaml"))
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OTELAUDIT_DATABASE_URL=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = cleanEnv()
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "database_url or host is required") {
 		t.Fatalf("gateway.yaml without OTELAUDIT_DATABASE_URL: err %v, output:\n%s", err, out)

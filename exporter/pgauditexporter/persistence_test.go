@@ -29,7 +29,8 @@ func TestPersistentQueueSurvivesKill(t *testing.T) {
 		t.Helper()
 		// A fresh provider per phase: its Shutdown flushes, and its error
 		// tells whether the Collector accepted every record.
-		lp := otlpProvider(t, 4096, otlploghttp.WithEndpoint(gw.HTTPAddr), otlploghttp.WithInsecure())
+		lp := otlpProvider(t, 4096, otlploghttp.WithEndpoint(gw.HTTPAddr), otlploghttp.WithInsecure(),
+			otlploghttp.WithHeaders(gw.AuthHeader()))
 		record(lp, calls)
 		if err := lp.Shutdown(ctx); err != nil {
 			t.Fatalf("OTLP export: %v", err)
