@@ -215,6 +215,9 @@ func TestFailClosedPermanentWriteError(t *testing.T) {
 				t.Errorf("Health = %v, want it to name the permanent write failure", err)
 			}
 			f.refuse(t, 5)
+			if withSpool { // Health fails as soon as the write does; the append follows
+				waitFor(t, "the record to be spooled", func() bool { return f.exp.Stats().Spooled == 1 })
+			}
 			st := f.exp.Stats()
 			if st.WriteErrors == 0 {
 				t.Errorf("write error not counted: %+v", st)
