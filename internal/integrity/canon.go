@@ -34,15 +34,21 @@ import (
 // after the marker "\u0000invalid-json:", so hashing never fails; PostgreSQL
 // refuses such a document anyway.
 func AppendCanonicalJSON(dst, src []byte) ([]byte, bool) {
-	p := parser{src: src}
+	var p parser
+	return p.appendCanonical(dst, src)
+}
+
+func (p *parser) appendCanonical(dst, src []byte) ([]byte, bool) {
+	p.reset(src)
 	p.skipSpace()
+	mark := len(dst)
 	out, ok := p.value(dst, 0)
 	if ok {
 		p.skipSpace()
 		ok = p.i == len(p.src)
 	}
 	if !ok {
-		return appendString(dst, "\x00invalid-json:"+string(src)), false
+		return appendString(out[:mark], "\x00invalid-json:"+string(src)), false
 	}
 	return out, true
 }
@@ -51,10 +57,24 @@ func AppendCanonicalJSON(dst, src []byte) ([]byte, bool) {
 // limit is its stack depth; the mapping cuts arguments far earlier).
 const maxDepth = 10000
 
+// parser canonicalises one document. Its buffers are kept per nesting depth
+// and reused, so a [RowHasher] hashes rows without allocating.
 type parser struct {
 	src     []byte
 	i       int
 	scratch []byte
+	levels  []level
+}
+
+// level holds the members of the object being read at one depth.
+type level struct {
+	members []member
+	names   []byte // member names, back to back
+	vals    []byte // canonical member values, back to back
+}
+
+func (p *parser) reset(src []byte) {
+	p.src, p.i = src, 0
 }
 
 func (p *parser) skipSpace() {
@@ -96,7 +116,7 @@ func (p *parser) value(dst []byte, depth int) ([]byte, bool) {
 }
 
 func (p *parser) literal(dst []byte, lit string) ([]byte, bool) {
-	if !bytes.HasPrefix(p.src[p.i:], []byte(lit)) {
+	if len(p.src)-p.i < len(lit) || string(p.src[p.i:p.i+len(lit)]) != lit {
 		return dst, false
 	}
 	p.i += len(lit)
@@ -137,9 +157,9 @@ func (p *parser) array(dst []byte, depth int) ([]byte, bool) {
 }
 
 type member struct {
-	name       string
-	key        []uint16 // name in UTF-16, for sorting; nil when name is ASCII
-	start, end int      // canonical value in the object's buffer
+	nameStart, nameEnd int // in level.names
+	valStart, valEnd   int // in level.vals
+	ascii              bool
 }
 
 func (p *parser) object(dst []byte, depth int) ([]byte, bool) {
@@ -149,8 +169,11 @@ func (p *parser) object(dst []byte, depth int) ([]byte, bool) {
 		p.i++
 		return append(dst, '{', '}'), true
 	}
-	var members []member
-	var buf []byte // canonical member values, back to back
+	for len(p.levels) <= depth {
+		p.levels = append(p.levels, level{})
+	}
+	lv := &p.levels[depth]
+	lv.members, lv.names, lv.vals = lv.members[:0], lv.names[:0], lv.vals[:0]
 	for {
 		p.skipSpace()
 		if p.i >= len(p.src) || p.src[p.i] != '"' {
@@ -160,17 +183,24 @@ func (p *parser) object(dst []byte, depth int) ([]byte, bool) {
 		if !ok {
 			return dst, false
 		}
+		m := member{nameStart: len(lv.names), ascii: isASCII(name)}
+		lv.names = append(lv.names, name...)
+		m.nameEnd = len(lv.names)
 		p.skipSpace()
 		if p.i >= len(p.src) || p.src[p.i] != ':' {
 			return dst, false
 		}
 		p.i++
 		p.skipSpace()
-		start := len(buf)
-		if buf, ok = p.value(buf, depth+1); !ok {
+		m.valStart = len(lv.vals)
+		vals, ok := p.value(lv.vals, depth+1)
+		lv = &p.levels[depth] // p.levels may have grown
+		lv.vals = vals
+		if !ok {
 			return dst, false
 		}
-		members = append(members, member{name: name, key: sortKey(name), start: start, end: len(buf)})
+		m.valEnd = len(lv.vals)
+		lv.members = append(lv.members, m)
 		p.skipSpace()
 		if p.i >= len(p.src) {
 			return dst, false
@@ -185,71 +215,78 @@ func (p *parser) object(dst []byte, depth int) ([]byte, bool) {
 		p.i++
 		break
 	}
-	// Stable sort, then keep the last of equal names (jsonb's rule).
-	slices.SortStableFunc(members, func(a, b member) int { return compareNames(a, b) })
+	names := lv.names
+	cmp := func(a, b member) int {
+		return compareNames(names[a.nameStart:a.nameEnd], names[b.nameStart:b.nameEnd], a.ascii && b.ascii)
+	}
+	ms := lv.members
+	// Stable insertion sort (objects are small and often sorted), then keep
+	// the last of equal names (jsonb's rule).
+	for i := 1; i < len(ms); i++ {
+		for j := i; j > 0 && cmp(ms[j], ms[j-1]) < 0; j-- {
+			ms[j], ms[j-1] = ms[j-1], ms[j]
+		}
+	}
 	dst = append(dst, '{')
 	first := true
-	for i := range members {
-		if i+1 < len(members) && members[i+1].name == members[i].name {
+	for i := range ms {
+		if i+1 < len(ms) && cmp(ms[i+1], ms[i]) == 0 {
 			continue
 		}
 		if !first {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendString(dst, members[i].name)
+		dst = appendString(dst, names[ms[i].nameStart:ms[i].nameEnd])
 		dst = append(dst, ':')
-		dst = append(dst, buf[members[i].start:members[i].end]...)
+		dst = append(dst, lv.vals[ms[i].valStart:ms[i].valEnd]...)
 	}
 	return append(dst, '}'), true
 }
 
-// sortKey returns name in UTF-16 code units when it is not ASCII (ASCII
-// names compare the same as bytes).
-func sortKey(name string) []uint16 {
-	for i := 0; i < len(name); i++ {
-		if name[i] >= utf8.RuneSelf {
-			return utf16.Encode([]rune(name))
+func isASCII(s []byte) bool {
+	for _, c := range s {
+		if c >= utf8.RuneSelf {
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
-func compareNames(a, b member) int {
-	if a.key == nil && b.key == nil {
-		switch {
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
+// compareNames compares member names by their UTF-16 code units (RFC 8785
+// section 3.2.3). ASCII names compare as bytes.
+func compareNames(a, b []byte, ascii bool) int {
+	if ascii {
+		return bytes.Compare(a, b)
+	}
+	for len(a) > 0 && len(b) > 0 {
+		ra, na := utf8.DecodeRune(a)
+		rb, nb := utf8.DecodeRune(b)
+		if ra != rb {
+			return slices.Compare(utf16.AppendRune(nil, ra), utf16.AppendRune(nil, rb))
 		}
-		return 0
+		a, b = a[na:], b[nb:]
 	}
-	ka, kb := a.key, b.key
-	if ka == nil {
-		ka = utf16.Encode([]rune(a.name))
-	}
-	if kb == nil {
-		kb = utf16.Encode([]rune(b.name))
-	}
-	return slices.Compare(ka, kb)
+	return len(a) - len(b)
 }
 
-// str parses a JSON string at p.i and returns its value. Invalid UTF-8 and
-// lone surrogates become U+FFFD, as encoding/json decodes them.
-func (p *parser) str() (string, bool) {
+// str parses a JSON string at p.i and returns its value, which is valid
+// until the next call. Invalid UTF-8 and lone surrogates become U+FFFD, as
+// encoding/json decodes them.
+func (p *parser) str() ([]byte, bool) {
 	p.i++ // "
 	start := p.i
-	// Fast path: no escapes and plain ASCII or valid UTF-8.
+	// Fast path: no escapes.
 	for p.i < len(p.src) {
 		c := p.src[p.i]
 		if c == '"' {
 			s := p.src[start:p.i]
 			p.i++
-			if utf8.Valid(s) {
-				return string(s), true
+			if isASCII(s) || utf8.Valid(s) {
+				return s, true
 			}
-			return string(bytes.ToValidUTF8(s, []byte("\uFFFD"))), true
+			p.scratch = bytes.ToValidUTF8(s, []byte("\uFFFD"))
+			return p.scratch, true
 		}
 		if c == '\\' || c < 0x20 {
 			break
@@ -264,11 +301,12 @@ func (p *parser) str() (string, bool) {
 			p.i++
 			p.scratch = b
 			if utf8.Valid(b) {
-				return string(b), true
+				return b, true
 			}
-			return string(bytes.ToValidUTF8(b, []byte("\uFFFD"))), true
+			p.scratch = bytes.ToValidUTF8(b, []byte("\uFFFD"))
+			return p.scratch, true
 		case c < 0x20:
-			return "", false
+			return nil, false
 		case c != '\\':
 			b = append(b, c)
 			p.i++
@@ -276,7 +314,7 @@ func (p *parser) str() (string, bool) {
 		}
 		// escape
 		if p.i+1 >= len(p.src) {
-			return "", false
+			return nil, false
 		}
 		e := p.src[p.i+1]
 		p.i += 2
@@ -296,7 +334,7 @@ func (p *parser) str() (string, bool) {
 		case 'u':
 			r, ok := p.hex4()
 			if !ok {
-				return "", false
+				return nil, false
 			}
 			if utf16.IsSurrogate(r) {
 				r2 := rune(-1)
@@ -318,22 +356,31 @@ func (p *parser) str() (string, bool) {
 			}
 			b = utf8.AppendRune(b, r)
 		default:
-			return "", false
+			return nil, false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 func (p *parser) hex4() (rune, bool) {
 	if p.i+4 > len(p.src) {
 		return 0, false
 	}
-	v, err := strconv.ParseUint(string(p.src[p.i:p.i+4]), 16, 32)
-	if err != nil {
-		return 0, false
+	var v rune
+	for _, c := range p.src[p.i : p.i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			v = v<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
 	}
 	p.i += 4
-	return rune(v), true
+	return v, true
 }
 
 // number parses a JSON number and appends its canonical form.
@@ -378,6 +425,27 @@ func (p *parser) number(dst []byte) ([]byte, bool) {
 // AppendCanonicalNumber appends the canonical form (see
 // [AppendCanonicalJSON]) of the valid JSON number literal lit.
 func AppendCanonicalNumber(dst, lit []byte) []byte {
+	// Fast path: an integer of at most 15 digits is exactly a double, and
+	// ECMAScript writes it as it is (minus a negative zero's sign).
+	if n := len(lit); n <= 16 {
+		digits := lit
+		if n > 0 && lit[0] == '-' {
+			digits = lit[1:]
+		}
+		plain := len(digits) > 0 && len(digits) <= 15 && (digits[0] != '0' || len(digits) == 1)
+		for _, c := range digits {
+			if c < '0' || c > '9' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			if len(digits) == 1 && digits[0] == '0' {
+				return append(dst, '0')
+			}
+			return append(dst, lit...)
+		}
+	}
 	neg, digits, exp, ok := decimal(lit)
 	if !ok {
 		// An exponent beyond int64: no database stores it; keep the text.
@@ -463,7 +531,7 @@ func decimal(lit []byte) (neg bool, digits []byte, exp int64, ok bool) {
 
 // appendString appends s as an RFC 8785 JSON string: '"' and '\\' escaped,
 // control characters as \b \t \n \f \r or \u00xx, everything else as is.
-func appendString(dst []byte, s string) []byte {
+func appendString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {

@@ -35,6 +35,11 @@ func CanonicalTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microse
 // integers are exact decimals. The document is the same for the row the
 // mapping produced and for the row as PostgreSQL returns it.
 func AppendCanonicalRow(dst []byte, r *auditrow.Row) []byte {
+	var p parser
+	return appendCanonicalRow(dst, r, &p)
+}
+
+func appendCanonicalRow(dst []byte, r *auditrow.Row, p *parser) []byte {
 	dst = append(dst, '{')
 	for i, c := range canonicalColumns {
 		if i > 0 {
@@ -45,7 +50,9 @@ func AppendCanonicalRow(dst []byte, r *auditrow.Row) []byte {
 		switch c.Kind {
 		case auditrow.KindUUID:
 			dst = append(dst, '"')
-			dst = append(dst, c.UUID(r).String()...)
+			var u [36]byte
+			encodeUUID(u[:], *c.UUID(r))
+			dst = append(dst, u[:]...)
 			dst = append(dst, '"')
 		case auditrow.KindTime:
 			dst = append(dst, '"')
@@ -63,7 +70,7 @@ func AppendCanonicalRow(dst []byte, r *auditrow.Row) []byte {
 			dst = strconv.AppendInt(dst, *c.Int64(r), 10)
 		case auditrow.KindJSON:
 			if b := *c.Bytes(r); len(b) > 0 {
-				dst, _ = AppendCanonicalJSON(dst, b)
+				dst, _ = p.appendCanonical(dst, b)
 			} else {
 				dst = append(dst, "null"...)
 			}
@@ -78,11 +85,14 @@ func AppendCanonicalRow(dst []byte, r *auditrow.Row) []byte {
 
 // RowHasher computes row hashes, reusing its buffer. It is not safe for
 // concurrent use; its zero value is ready.
-type RowHasher struct{ buf []byte }
+type RowHasher struct {
+	buf []byte
+	p   parser
+}
 
 // Hash returns the SHA-256 hash of r's canonical document.
 func (h *RowHasher) Hash(r *auditrow.Row) Hash {
-	h.buf = AppendCanonicalRow(h.buf[:0], r)
+	h.buf = appendCanonicalRow(h.buf[:0], r, &h.p)
 	return sha256.Sum256(h.buf)
 }
 
@@ -117,3 +127,16 @@ var canonicalColumns = func() []auditrow.Column {
 	}
 	return cols
 }()
+
+func encodeUUID(dst []byte, u [16]byte) {
+	const hexd = "0123456789abcdef"
+	j := 0
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		dst[j], dst[j+1] = hexd[b>>4], hexd[b&15]
+		j += 2
+	}
+}

@@ -70,17 +70,33 @@ type Head struct {
 	Now time.Time
 }
 
+// TxDB is a transaction (pgx.Tx) as LockHead needs it.
+type TxDB interface {
+	DB
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // LockHead takes the stream's advisory lock for the rest of the
 // transaction tx and returns the stream's head. Concurrent writers of one
-// stream wait for each other here; other streams do not.
-func LockHead(ctx context.Context, tx DB, t Tables, stream uuid.UUID) (Head, error) {
+// stream wait for each other here; other streams do not. The lock and the
+// read of the head go in one round trip but are two statements: the read
+// must take its snapshot after the lock is granted.
+func LockHead(ctx context.Context, tx TxDB, t Tables, stream uuid.UUID) (Head, error) {
 	var h Head
 	var seq pgtype.Int8
 	var hash []byte
-	err := tx.QueryRow(ctx,
-		`SELECT now(), s.seq, s.seal_hash FROM (SELECT pg_advisory_xact_lock($1)) l
-		 LEFT JOIN LATERAL (SELECT seq, seal_hash FROM `+t.Seals+` WHERE stream_id = $2 ORDER BY seq DESC LIMIT 1) s ON true`,
-		LockKey(t.name, stream), stream).Scan(&h.Now, &seq, &hash)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, LockKey(t.name, stream))
+	b.Queue(`SELECT now(), (SELECT seq FROM `+t.Seals+` WHERE stream_id = $1 ORDER BY seq DESC LIMIT 1),
+		(SELECT seal_hash FROM `+t.Seals+` WHERE stream_id = $1 ORDER BY seq DESC LIMIT 1)`, stream)
+	br := tx.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&h.Now, &seq, &hash)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return Head{}, fmt.Errorf("integrity: lock stream %s: %w", stream, err)
 	}
@@ -127,7 +143,7 @@ func InsertSeal(ctx context.Context, tx DB, t Tables, s *Seal) error {
 // AppendSeal locks the stream, chains s after its head and stores it, in
 // the transaction tx. It is how seals that cover no rows (gaps, closes,
 // retention) are written.
-func AppendSeal(ctx context.Context, tx DB, t Tables, s *Seal) error {
+func AppendSeal(ctx context.Context, tx TxDB, t Tables, s *Seal) error {
 	h, err := LockHead(ctx, tx, t, s.StreamID)
 	if err != nil {
 		return err

@@ -42,20 +42,25 @@ type Writer struct {
 	insert  string
 	reject  string
 	columns []string
+	seal    *sealer // nil: no sealing (seal.go)
 }
 
 // New returns a Writer for table (and table_rejects) over pool. The table
 // name must already be valid (see migrations.ValidateTable).
-func New(pool *pgxpool.Pool, table string) *Writer {
+func New(pool *pgxpool.Pool, table string, opts ...Option) *Writer {
 	quoted := pgx.Identifier{table}.Sanitize()
 	rejects := pgx.Identifier{table + "_rejects"}.Sanitize()
-	return &Writer{
+	w := &Writer{
 		pool:    pool,
 		table:   pgx.Identifier{table},
 		insert:  insertStatement(quoted),
 		reject:  strings.ReplaceAll(rejectSQL, "audit_log_rejects", rejects),
 		columns: auditrow.ColumnNames(),
 	}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
 }
 
 // Write stores rows. It tries one COPY (pgx.CopyFromSlice), the fastest
@@ -73,6 +78,9 @@ func (w *Writer) Write(ctx context.Context, rows []auditrow.Row) (Result, error)
 	n := len(rows)
 	if n == 0 {
 		return Result{}, nil
+	}
+	if w.seal != nil {
+		return w.writeSealed(ctx, rows)
 	}
 	var vals []any
 	copied, err := w.pool.CopyFrom(ctx, w.table, w.columns, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
