@@ -83,11 +83,14 @@ func TestUpCreatesDesignSchema(t *testing.T) {
 		defs = append(defs, d)
 	}
 	wantIdx := []string{
-		"CREATE INDEX audit_log_client_subject_idx ON public.audit_log USING btree (client_subject)",
-		"CREATE UNIQUE INDEX audit_log_pkey ON public.audit_log USING btree (id)",
-		"CREATE UNIQUE INDEX audit_log_request_id_key ON public.audit_log USING btree (request_id)",
-		"CREATE INDEX audit_log_timestamp_idx ON public.audit_log USING btree (\"timestamp\")",
-		"CREATE INDEX audit_log_tool_name_idx ON public.audit_log USING btree (tool_name)",
+		"CREATE UNIQUE INDEX audit_log_pkey ON ONLY public.audit_log USING btree (id, \"timestamp\")",
+		"CREATE UNIQUE INDEX audit_log_request_key ON ONLY public.audit_log USING btree (request_id, \"timestamp\")",
+		"CREATE INDEX audit_log_session_idx ON ONLY public.audit_log USING hash (((attributes ->> 'mcp.session.id'::text)))",
+		"CREATE INDEX audit_log_status_idx ON ONLY public.audit_log USING btree (response_status)",
+		"CREATE INDEX audit_log_subject_time_idx ON ONLY public.audit_log USING btree (client_subject, \"timestamp\")",
+		"CREATE INDEX audit_log_time_brin ON ONLY public.audit_log USING brin (\"timestamp\")",
+		"CREATE INDEX audit_log_tool_time_idx ON ONLY public.audit_log USING btree (tool_name, \"timestamp\")",
+		"CREATE INDEX audit_log_trace_id_idx ON ONLY public.audit_log USING hash (trace_id)",
 	}
 	if len(defs) != len(wantIdx) {
 		t.Fatalf("indexes = %q, want %q", defs, wantIdx)
@@ -96,6 +99,10 @@ func TestUpCreatesDesignSchema(t *testing.T) {
 		if defs[i] != wantIdx[i] {
 			t.Errorf("index %d = %q, want %q", i, defs[i], wantIdx[i])
 		}
+	}
+	var kind string
+	if err := conn.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE relname = 'audit_log'`).Scan(&kind); err != nil || kind != "p" {
+		t.Errorf("audit_log relkind = %q, %v; want p (partitioned)", kind, err)
 	}
 
 	// Up again: no change, no error.
@@ -107,7 +114,7 @@ func TestUpCreatesDesignSchema(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT version, dirty FROM audit_log_schema_migrations`).Scan(&version, &dirty); err != nil {
 		t.Fatal(err)
 	}
-	if version != latestVersion || dirty {
+	if version != latestVersion || migrations.Latest() != latestVersion || dirty {
 		t.Errorf("version = %d dirty = %v, want %d false", version, dirty, latestVersion)
 	}
 }
@@ -167,7 +174,7 @@ func TestWithTable(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	for _, name := range []string{"", "Audit", "a;drop", "x-y", "0abc"} {
+	for _, name := range []string{"", "Audit", "a;drop", "x-y", "0abc", "user", "order", "select"} {
 		if err := migrations.Up(ctx, pgtest.AdminURL(), migrations.WithTable(name)); err == nil {
 			t.Errorf("WithTable(%q): no error", name)
 		}
