@@ -3,12 +3,15 @@ package instrumentation
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -17,16 +20,28 @@ import (
 
 // argsWalker converts call arguments to an attribute.Value in one walk,
 // redacting secrets and measuring the JSON size on the way.
+//
+// Depths follow otelaudit.MaxJSONDepth: depth is the number of objects and
+// arrays that enclose a value, so an object or array at depth d is at
+// nesting level d+1 and is replaced by otelaudit.DepthLimitValue when
+// d+1 > otelaudit.MaxJSONDepth.
 type argsWalker struct {
 	r     *redactor
 	limit int
 	// size is the estimated size of the arguments as JSON.
 	size int
+	// found, when not nil, collects the secret values redaction removed,
+	// for scrubbing the call's error text.
+	found *[]string
 }
 
+// tooDeep reports whether an object or array enclosed by depth others is cut.
+func tooDeep(depth int) bool { return depth+1 > otelaudit.MaxJSONDepth }
+
 // argsValue converts the arguments of a call for gen_ai.tool.call.arguments.
-// It returns false when there are no arguments.
-func (a *Auditor) argsValue(args any) (v attribute.Value, ok bool) {
+// It returns false when there are no arguments. When found is not nil, the
+// secret values removed are appended to *found.
+func (a *Auditor) argsValue(args any, found *[]string) (v attribute.Value, ok bool) {
 	if args == nil {
 		return attribute.Value{}, false
 	}
@@ -35,7 +50,7 @@ func (a *Auditor) argsValue(args any) (v attribute.Value, ok bool) {
 			v, ok = invalidMarker(fmt.Sprintf("panic while converting %T: %v", args, p), nil), true
 		}
 	}()
-	w := argsWalker{r: a.redactor, limit: a.maxArgsBytes}
+	w := argsWalker{r: a.redactor, limit: a.maxArgsBytes, found: found}
 	switch x := args.(type) {
 	case json.RawMessage:
 		return w.raw(x), true
@@ -108,19 +123,75 @@ func invalidMarker(reason string, b []byte) attribute.Value {
 	)
 }
 
-// value converts x. It returns false for a type it does not know, which the
-// caller marshals to JSON instead.
-func (w *argsWalker) value(x any, depth int) (attribute.Value, bool) {
-	if depth > otelaudit.MaxJSONDepth {
-		w.size += len(otelaudit.DepthLimitValue) + 2
-		return attribute.StringValue(otelaudit.DepthLimitValue), true
+// keep records the secret value v that redaction removes, for the error
+// text: strings as they are, other values by their leaves.
+func (w *argsWalker) keep(v any, depth int) {
+	if w.found == nil || depth > otelaudit.MaxJSONDepth {
+		return
 	}
+	switch x := v.(type) {
+	case string:
+		*w.found = append(*w.found, x)
+	case []byte:
+		*w.found = append(*w.found, string(x))
+	case json.Number:
+		*w.found = append(*w.found, string(x))
+	case map[string]any:
+		for _, e := range x {
+			w.keep(e, depth+1)
+		}
+	case map[string]string:
+		for _, e := range x {
+			*w.found = append(*w.found, e)
+		}
+	case []any:
+		for _, e := range x {
+			w.keep(e, depth+1)
+		}
+	case []string:
+		*w.found = append(*w.found, x...)
+	case nil, bool:
+	default:
+		if b, err := safeMarshal(x); err == nil {
+			d := json.NewDecoder(bytes.NewReader(b))
+			d.UseNumber()
+			var y any
+			if d.Decode(&y) == nil {
+				if _, isString := y.(string); !isString {
+					w.keep(y, depth+1)
+					return
+				}
+			}
+			*w.found = append(*w.found, string(b), strings.Trim(string(b), `"`))
+		}
+	}
+}
+
+// secretValue returns the redacted stand-in of the secret v.
+func (w *argsWalker) secretValue(v any, depth int) attribute.Value {
+	w.keep(v, depth)
+	s := w.r.redactAny(v)
+	w.size += len(s) + 2
+	return attribute.StringValue(s)
+}
+
+// value converts x, enclosed by depth objects and arrays. It returns false
+// for a type it does not know, which the caller marshals to JSON instead.
+func (w *argsWalker) value(x any, depth int) (attribute.Value, bool) {
 	switch v := x.(type) {
 	case nil:
 		w.size += 4
 		return attribute.Value{}, true
 	case string:
 		return w.str(v, depth), true
+	case []byte:
+		if utf8.Valid(v) {
+			return w.str(string(v), depth), true
+		}
+		// As encoding/json stores it: base64.
+		s := base64.StdEncoding.EncodeToString(v)
+		w.size += len(s) + 2
+		return attribute.StringValue(s), true
 	case bool:
 		w.size += 5
 		return attribute.BoolValue(v), true
@@ -154,32 +225,93 @@ func (w *argsWalker) value(x any, depth int) (attribute.Value, bool) {
 	case map[string]any:
 		return w.mapAny(v, depth), true
 	case map[string]string:
-		return w.mapString(v), true
+		return w.mapString(v, depth), true
+	case map[string][]string:
+		return w.mapStrings(v, depth), true
 	case []any:
+		if tooDeep(depth) {
+			w.size += len(otelaudit.DepthLimitValue) + 2
+			return attribute.StringValue(otelaudit.DepthLimitValue), true
+		}
 		w.size += 2
+		// A [name, value] pair whose name names a secret, as in header
+		// lists: [["Authorization", "Bearer x"]].
+		pair := len(v) == 2 && w.pairName(v[0])
 		vals := make([]attribute.Value, 0, len(v))
-		for _, e := range v {
-			ev, ok := w.value(e, depth+1)
-			if !ok {
-				ev = w.marshalled(e, depth+1)
+		for i, e := range v {
+			var ev attribute.Value
+			if pair && i == 1 {
+				ev = w.secretValue(e, depth+1)
+			} else {
+				var ok bool
+				if ev, ok = w.value(e, depth+1); !ok {
+					ev = w.marshalled(e, depth+1)
+				}
 			}
 			vals = append(vals, ev)
 			w.size++
 		}
 		return attribute.SliceValue(vals...), true
 	case []string:
-		w.size += 2
-		for _, s := range v {
-			w.size += jsonStringLen(s) + 1
-		}
-		return attribute.StringSliceValue(v), true
+		return w.strings(v, depth), true
 	case json.RawMessage:
-		inner := argsWalker{r: w.r, limit: w.limit}
+		inner := argsWalker{r: w.r, limit: w.limit, found: w.found}
 		out := inner.raw(v)
 		w.size += len(v)
 		return out, true
 	}
 	return attribute.Value{}, false
+}
+
+// pairName reports whether x, the first element of a two-element list, is
+// a string naming a secret.
+func (w *argsWalker) pairName(x any) bool {
+	s, ok := x.(string)
+	return ok && isName(s) && w.r.secret(s)
+}
+
+// isName reports whether s looks like a header or variable name.
+func isName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isKeyByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// strings converts a []string: each element is a string argument, and a
+// [name, value] pair whose name names a secret has its value redacted.
+func (w *argsWalker) strings(v []string, depth int) attribute.Value {
+	if tooDeep(depth) {
+		w.size += len(otelaudit.DepthLimitValue) + 2
+		return attribute.StringValue(otelaudit.DepthLimitValue)
+	}
+	w.size += 2
+	pair := len(v) == 2 && isName(v[0]) && w.r.secret(v[0])
+	var out []string // a copy, made at the first change
+	for i, s := range v {
+		var ns string
+		if pair && i == 1 {
+			ns = w.secretValue(s, depth+1).AsString()
+		} else {
+			ns = w.str(s, depth+1).AsString()
+		}
+		w.size++
+		if ns != s && out == nil {
+			out = append(make([]string, 0, len(v)), v[:i]...)
+		}
+		if out != nil {
+			out = append(out, ns)
+		}
+	}
+	if out != nil {
+		return attribute.StringSliceValue(out)
+	}
+	return attribute.StringSliceValue(v)
 }
 
 // marshalled converts a value of a type value does not know through its JSON
@@ -199,20 +331,38 @@ func (w *argsWalker) marshalled(x any, depth int) attribute.Value {
 	return v
 }
 
+// pairSecret reports whether m is a name/value pair whose name names a
+// secret ({"name": "Authorization", "value": "Bearer x"}), and so whether
+// its "value" is secret.
+func (w *argsWalker) pairSecret(m map[string]any) bool {
+	if len(m) < 2 || len(m) > 4 {
+		return false
+	}
+	for _, k := range [...]string{"name", "key", "Name", "Key", "header"} {
+		if n, ok := m[k]; ok {
+			return w.pairName(n)
+		}
+	}
+	return false
+}
+
+// isPairValue reports whether k is the value field of a name/value pair.
+func isPairValue(k string) bool { return k == "value" || k == "Value" || k == "values" }
+
 func (w *argsWalker) mapAny(m map[string]any, depth int) attribute.Value {
-	if depth > otelaudit.MaxJSONDepth {
+	if tooDeep(depth) {
+		w.size += len(otelaudit.DepthLimitValue) + 2
 		return attribute.StringValue(otelaudit.DepthLimitValue)
 	}
 	w.size += 2
+	pair := w.pairSecret(m)
 	// MapValue's argument escapes: allocate it once, exactly sized.
 	kvs := make([]attribute.KeyValue, 0, len(m))
 	for k, e := range m {
 		w.size += jsonStringLen(k) + 2
 		var ev attribute.Value
-		if w.r.secret(k) {
-			s := w.r.redactAny(e)
-			w.size += len(s) + 2
-			ev = attribute.StringValue(s)
+		if w.r.secret(k) || pair && isPairValue(k) {
+			ev = w.secretValue(e, depth+1)
 		} else {
 			var ok bool
 			if ev, ok = w.value(e, depth+1); !ok {
@@ -224,59 +374,106 @@ func (w *argsWalker) mapAny(m map[string]any, depth int) attribute.Value {
 	return attribute.MapValue(kvs...)
 }
 
-func (w *argsWalker) mapString(m map[string]string) attribute.Value {
+func (w *argsWalker) mapString(m map[string]string, depth int) attribute.Value {
+	if tooDeep(depth) {
+		w.size += len(otelaudit.DepthLimitValue) + 2
+		return attribute.StringValue(otelaudit.DepthLimitValue)
+	}
 	w.size += 2
+	pair := false
+	if len(m) >= 2 && len(m) <= 4 {
+		for _, k := range [...]string{"name", "key", "Name", "Key", "header"} {
+			if n, ok := m[k]; ok {
+				pair = isName(n) && w.r.secret(n)
+				break
+			}
+		}
+	}
 	kvs := make([]attribute.KeyValue, 0, len(m))
 	for k, s := range m {
 		w.size += jsonStringLen(k) + 2
-		if w.r.secret(k) {
-			s = w.r.redactString(s)
-			w.size += len(s) + 2
+		if w.r.secret(k) || pair && isPairValue(k) {
+			s = w.secretValue(s, depth+1).AsString()
 		} else {
-			s = w.str(s, 0).AsString()
+			s = w.str(s, depth+1).AsString()
 		}
 		kvs = append(kvs, attribute.String(k, s))
 	}
 	return attribute.MapValue(kvs...)
 }
 
-// str converts a string argument. A string that holds a JSON object or array
-// is searched for secrets, and re-encoded redacted when it has any.
-func (w *argsWalker) str(s string, depth int) attribute.Value {
-	w.size += jsonStringLen(s)
-	if !looksLikeJSON(s) || len(s) > w.limit || depth >= otelaudit.MaxJSONDepth {
-		return attribute.StringValue(s)
+// mapStrings converts a map of string lists, such as http.Header values.
+func (w *argsWalker) mapStrings(m map[string][]string, depth int) attribute.Value {
+	if tooDeep(depth) {
+		w.size += len(otelaudit.DepthLimitValue) + 2
+		return attribute.StringValue(otelaudit.DepthLimitValue)
 	}
-	d := json.NewDecoder(bytes.NewReader([]byte(s)))
-	d.UseNumber()
-	var x any
-	if d.Decode(&x) != nil || d.More() {
-		return attribute.StringValue(s)
+	w.size += 2
+	kvs := make([]attribute.KeyValue, 0, len(m))
+	for k, v := range m {
+		w.size += jsonStringLen(k) + 2
+		var ev attribute.Value
+		if w.r.secret(k) {
+			ev = w.secretValue(v, depth+1)
+		} else {
+			ev = w.strings(v, depth+1)
+		}
+		kvs = append(kvs, attribute.KeyValue{Key: attribute.Key(k), Value: ev})
 	}
-	red, changed := w.redactGo(x, depth+1)
-	if !changed {
-		return attribute.StringValue(s)
-	}
-	b, err := safeMarshal(red)
-	if err != nil {
-		return attribute.StringValue(RedactedValue)
-	}
-	return attribute.StringValue(string(b))
+	return attribute.MapValue(kvs...)
 }
 
-// redactGo returns x with its secrets redacted, copying only the maps and
-// slices on the way to a secret. It reports whether anything changed.
-func (w *argsWalker) redactGo(x any, depth int) (any, bool) {
-	if depth > otelaudit.MaxJSONDepth {
-		return otelaudit.DepthLimitValue, true
+// str converts a string argument enclosed by depth objects and arrays. A
+// string that holds a JSON object or array is searched for secrets, and
+// re-encoded redacted when it has any (JSON in a string continues the depth
+// count: when it would be cut for depth, the string is). Any other string is
+// scrubbed of secrets it carries itself (see redactor.scrubText).
+func (w *argsWalker) str(s string, depth int) attribute.Value {
+	w.size += jsonStringLen(s)
+	if len(s) > w.limit {
+		return attribute.StringValue(s)
 	}
+	if looksLikeJSON(s) {
+		d := json.NewDecoder(strings.NewReader(s))
+		d.UseNumber()
+		var x any
+		if d.Decode(&x) == nil && !d.More() {
+			if tooDeep(depth) {
+				return attribute.StringValue(otelaudit.DepthLimitValue)
+			}
+			red, changed := w.redactGo(x, depth)
+			if !changed {
+				return attribute.StringValue(s)
+			}
+			b, err := safeMarshal(red)
+			if err != nil {
+				return attribute.StringValue(RedactedValue)
+			}
+			return attribute.StringValue(string(b))
+		}
+	}
+	if out, changed := w.r.scrubText(s, w.found); changed {
+		return attribute.StringValue(out)
+	}
+	return attribute.StringValue(s)
+}
+
+// redactGo returns x, decoded from JSON and enclosed by depth objects and
+// arrays, with its secrets redacted, copying only the maps and slices on the
+// way to a secret. It reports whether anything changed.
+func (w *argsWalker) redactGo(x any, depth int) (any, bool) {
 	switch v := x.(type) {
 	case map[string]any:
+		if tooDeep(depth) {
+			return otelaudit.DepthLimitValue, true
+		}
+		pair := w.pairSecret(v)
 		var out map[string]any
 		for k, e := range v {
 			var ne any
 			changed := false
-			if w.r.secret(k) {
+			if w.r.secret(k) || pair && isPairValue(k) {
+				w.keep(e, depth+1)
 				ne, changed = w.r.redactAny(e), true
 			} else {
 				ne, changed = w.redactGo(e, depth+1)
@@ -296,9 +493,20 @@ func (w *argsWalker) redactGo(x any, depth int) (any, bool) {
 		}
 		return out, true
 	case []any:
+		if tooDeep(depth) {
+			return otelaudit.DepthLimitValue, true
+		}
+		pair := len(v) == 2 && w.pairName(v[0])
 		var out []any
 		for i, e := range v {
-			ne, changed := w.redactGo(e, depth+1)
+			var ne any
+			var changed bool
+			if pair && i == 1 {
+				w.keep(e, depth+1)
+				ne, changed = w.r.redactAny(e), true
+			} else {
+				ne, changed = w.redactGo(e, depth+1)
+			}
 			if changed {
 				if out == nil {
 					out = append([]any(nil), v...)
@@ -311,10 +519,7 @@ func (w *argsWalker) redactGo(x any, depth int) (any, bool) {
 		}
 		return out, true
 	case string:
-		if !looksLikeJSON(v) {
-			return x, false
-		}
-		inner := argsWalker{r: w.r, limit: w.limit}
+		inner := argsWalker{r: w.r, limit: w.limit, found: w.found}
 		nv := inner.str(v, depth)
 		if s := nv.AsString(); s != v {
 			return s, true

@@ -28,6 +28,11 @@ type Auditor struct {
 	identity     func(context.Context) (subject, role string)
 	redactor     *redactor
 	maxArgsBytes int
+	// maxFieldBytes and maxErrorBytes bound the string fields and the
+	// error text; errorText is false with WithErrorText(false).
+	maxFieldBytes int
+	maxErrorBytes int
+	errorText     bool
 
 	health  HealthChecker
 	refused refusedList
@@ -43,12 +48,15 @@ type Auditor struct {
 func New(opts ...Option) *Auditor {
 	c := newConfig(opts)
 	a := &Auditor{
-		logger:       c.loggerProvider.Logger(ScopeName, log.WithInstrumentationVersion(Version)),
-		tracer:       c.tracerProvider.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
-		identity:     c.identity,
-		redactor:     newRedactor(c.redactKeys, c.hmacKey),
-		maxArgsBytes: c.maxArgsBytes,
-		health:       c.health,
+		logger:        c.loggerProvider.Logger(ScopeName, log.WithInstrumentationVersion(Version)),
+		tracer:        c.tracerProvider.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
+		identity:      c.identity,
+		redactor:      newRedactor(c.redactKeys, c.hmacKey, c.secretPatterns()),
+		maxArgsBytes:  c.maxArgsBytes,
+		maxFieldBytes: c.maxFieldBytes,
+		maxErrorBytes: c.maxErrorBytes,
+		errorText:     !c.noErrorText,
+		health:        c.health,
 	}
 	a.refused.max = c.maxRefused
 

@@ -2,6 +2,7 @@ package instrumentation
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -95,6 +96,18 @@ func benchEmitAndRecord(b *testing.B, opts ...sdklog.LoggerProviderOption) {
 			a.Record(ctx, c)
 		}
 	})
+	b.Run("RecordErrorScrubbed", func(b *testing.B) {
+		// Not part of the bar: a failed call whose error text quotes a
+		// secret argument, scrubbed.
+		a := New(WithLoggerProvider(benchProvider(b, opts...)), WithTracerProvider(tracenoop.NewTracerProvider()))
+		c := benchCall(start)
+		c.Args = map[string]any{"query": "opentelemetry audit", "limit": 10, "api_key": "sk-live-123"}
+		c.Err = errBench
+		b.ReportAllocs()
+		for b.Loop() {
+			a.Record(ctx, c)
+		}
+	})
 	b.Run("RecordSecret", func(b *testing.B) {
 		a := New(WithLoggerProvider(benchProvider(b, opts...)), WithTracerProvider(tracenoop.NewTracerProvider()))
 		c := benchCall(start)
@@ -105,6 +118,8 @@ func benchEmitAndRecord(b *testing.B, opts ...sdklog.LoggerProviderOption) {
 		}
 	})
 }
+
+var errBench = errors.New(`backend refused {"query":"opentelemetry audit","api_key":"sk-live-123"}: quota`)
 
 // BenchmarkRecord compares the SDK's own Emit of an audit record with Record
 // of the same call, with the SDK's default attribute de-duplication.
@@ -159,7 +174,7 @@ func BenchmarkBuild(b *testing.B) {
 		c := benchCall(start)
 		b.ReportAllocs()
 		for b.Loop() {
-			r := a.build(ctx, &c)
+			r, _ := a.build(ctx, &c)
 			nopLogger{}.Emit(ctx, r)
 		}
 	})

@@ -33,6 +33,11 @@ type config struct {
 	redactKeys     []string
 	hmacKey        []byte
 	maxArgsBytes   int
+	maxFieldBytes  int
+	maxErrorBytes  int
+	noErrorText    bool
+	patterns       []SecretPattern
+	noPatterns     bool
 	health         HealthChecker
 	maxRefused     int
 }
@@ -58,6 +63,12 @@ func newConfig(opts []Option) config {
 	}
 	if c.maxArgsBytes <= 0 {
 		c.maxArgsBytes = otelaudit.DefaultMaxArgsBytes
+	}
+	if c.maxFieldBytes <= 0 {
+		c.maxFieldBytes = otelaudit.DefaultMaxFieldBytes
+	}
+	if c.maxErrorBytes <= 0 {
+		c.maxErrorBytes = otelaudit.DefaultMaxErrorBytes
 	}
 	if c.maxRefused <= 0 {
 		c.maxRefused = DefaultMaxRefused
@@ -107,10 +118,19 @@ func WithIdentity(f func(ctx context.Context) (subject, role string)) Option {
 }
 
 // WithRedactKeys adds keys whose values are redacted, on top of the default
-// ones (password, passwd, secret, token, api_key, apikey, authorization,
-// cookie, credential, private_key). Keys match as the defaults do: case is
-// ignored, so are characters other than letters and digits, and a key matches
-// when it contains one of the configured keys (X-Api-Key contains apikey).
+// ones (password, passwd, passphrase, pwd, pass, secret, token, api_key,
+// authorization, auth, cookie, credential, creds, private_key, signing_key,
+// ssh_key, access_key, session_key, encryption_key, client_key, master_key,
+// otp, pin, dsn, connection_string, jwt, bearer). Keys match as the defaults
+// do: case is ignored, so are characters other than letters and digits, and
+// a key matches when it contains one of the configured keys (X-Api-Key
+// contains apikey); a configured key of at most four letters or digits
+// (pass, auth, pwd) matches only a whole word of a key (db_pass, authToken,
+// X-Auth, but not compass or author).
+//
+// The same keys are recognised in name/value pairs ({"name": "Authorization",
+// "value": "…"}, ["Authorization", "…"]), in key=value text and query
+// parameters (?api_key=…), in "Key: value" lines and in JSON held in strings.
 func WithRedactKeys(keys ...string) Option {
 	return optionFunc(func(c config) config {
 		c.redactKeys = append(c.redactKeys[:len(c.redactKeys):len(c.redactKeys)], keys...)
@@ -142,6 +162,66 @@ func WithMaxArgsBytes(n int) Option {
 	})
 }
 
+// WithMaxFieldBytes sets the largest size in bytes recorded of each of the
+// tool name, backend name, subject, role, MCP method, MCP session id,
+// JSON-RPC id and error type. A longer value is cut, on a UTF-8 boundary, to
+// a prefix ending in otelaudit.TruncatedSuffix, and the record gains the byte
+// length and SHA-256 of the original (otelaudit.TruncatedSizeKey,
+// otelaudit.TruncatedSHA256Key). NUL bytes and invalid UTF-8 are replaced by
+// U+FFFD the same way. Zero or less means otelaudit.DefaultMaxFieldBytes
+// (256).
+func WithMaxFieldBytes(n int) Option {
+	return optionFunc(func(c config) config {
+		c.maxFieldBytes = n
+		return c
+	})
+}
+
+// WithMaxErrorBytes sets the largest size in bytes of the recorded error text
+// (error.message and the span status), cut like the fields of
+// [WithMaxFieldBytes]. Zero or less means otelaudit.DefaultMaxErrorBytes
+// (4 KiB).
+func WithMaxErrorBytes(n int) Option {
+	return optionFunc(func(c config) config {
+		c.maxErrorBytes = n
+		return c
+	})
+}
+
+// WithErrorText sets whether the error text of a failed call is recorded
+// (error.message, and the description of the span status). It is on by
+// default, scrubbed: every secret value redaction removed from the call's
+// arguments is replaced in it, the secret patterns apply and the length is
+// bounded ([WithMaxErrorBytes]). WithErrorText(false) leaves it out entirely;
+// error.type is still recorded.
+func WithErrorText(on bool) Option {
+	return optionFunc(func(c config) config {
+		c.noErrorText = !on
+		return c
+	})
+}
+
+// WithSecretPatterns adds formats of secrets that are redacted in every
+// string argument, whatever its key, and in error text, on top of
+// [DefaultSecretPatterns]. Give each pattern a Prefix: a pattern without one
+// runs its regular expression over every string.
+func WithSecretPatterns(p ...SecretPattern) Option {
+	return optionFunc(func(c config) config {
+		c.patterns = append(c.patterns[:len(c.patterns):len(c.patterns)], p...)
+		return c
+	})
+}
+
+// WithoutDefaultSecretPatterns turns off [DefaultSecretPatterns]; patterns
+// given with [WithSecretPatterns] still apply. Redaction by key, name/value
+// pairs, key=value text and URL userinfo stay on.
+func WithoutDefaultSecretPatterns() Option {
+	return optionFunc(func(c config) config {
+		c.noPatterns = true
+		return c
+	})
+}
+
 // WithFailClosed switches the Auditor to fail-closed mode: while h reports an
 // error, [Auditor.Allow] returns [ErrAuditUnavailable] and [Auditor.Wrap] and
 // the adapters refuse calls with it before they reach their backend. Refused
@@ -164,4 +244,12 @@ func WithMaxRefused(n int) Option {
 		c.maxRefused = n
 		return c
 	})
+}
+
+// secretPatterns returns the patterns the configuration asks for.
+func (c config) secretPatterns() []SecretPattern {
+	if c.noPatterns {
+		return c.patterns
+	}
+	return append(DefaultSecretPatterns(), c.patterns...)
 }

@@ -15,10 +15,12 @@ import (
 	"go.opentelemetry.io/otel/log"
 
 	"github.com/sentinel-gateway/otelaudit"
+	"github.com/sentinel-gateway/otelaudit/internal/bound"
 )
 
-// maxAttrs is the most attributes an audit record carries.
-const maxAttrs = 16
+// maxAttrs is the most attributes an audit record carries: 14 attributes, 10
+// of which are capped fields that may each add two markers.
+const maxAttrs = 36
 
 // maxCachedRoles bounds the cache of user.roles values.
 const maxCachedRoles = 1024
@@ -27,31 +29,75 @@ const maxCachedRoles = 1024
 // so the stored row carries its trace and span ids. It never blocks and never
 // panics; problems are reported through otel.Handle.
 //
+// Every field is bounded and cleaned before it is recorded (see
+// [WithMaxFieldBytes], [WithMaxErrorBytes]), the arguments are redacted and
+// the error text is scrubbed of the secrets redaction removed from them (see
+// [WithErrorText]).
+//
 // In fail-closed mode (see [WithFailClosed]) a call whose Err is
 // [ErrAuditUnavailable] is kept in memory while the audit pipeline is
 // unhealthy and emitted once it is healthy again.
 func (a *Auditor) Record(ctx context.Context, c Call) {
+	a.record(ctx, &c)
+}
+
+// record records c and returns the error text it stored ("" for none), which
+// is also all a span may say about the failure.
+func (a *Auditor) record(ctx context.Context, c *Call) (msg string) {
 	if a == nil {
-		return
+		return ""
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			otel.Handle(fmt.Errorf("instrumentation: recovered from panic while recording tool call %q: %v", c.Tool, p))
+			msg = ""
+			tool, _ := bound.String(c.Tool, a.maxFieldBytes)
+			otel.Handle(fmt.Errorf("instrumentation: recovered from panic while recording tool call %q: %v", tool, p))
 		}
 	}()
-	rec := a.build(ctx, &c)
+	rec, msg := a.build(ctx, c)
 	if a.health != nil && c.Err != nil && errors.Is(c.Err, ErrAuditUnavailable) && a.health.Health(ctx) != nil {
 		a.keepRefused(ctx, rec)
-		return
+		return msg
 	}
 	a.logger.Emit(ctx, rec)
+	return msg
 }
 
-// build makes the log record of c.
-func (a *Auditor) build(ctx context.Context, c *Call) log.Record {
+// attrs collects the attributes of one record on the stack.
+type attrs struct {
+	kvs [maxAttrs]attribute.KeyValue
+	n   int
+}
+
+func (b *attrs) add(kv attribute.KeyValue) {
+	if b.n < len(b.kvs) {
+		b.kvs[b.n] = kv
+		b.n++
+	}
+}
+
+// str adds the field key with the value s bounded to limit bytes, and the
+// markers of the original when s had to be changed.
+func (b *attrs) str(key attribute.Key, s string, limit int) string {
+	v, changed := bound.String(s, limit)
+	b.add(key.String(v))
+	if changed {
+		b.markers(key, s)
+	}
+	return v
+}
+
+func (b *attrs) markers(key attribute.Key, orig string) {
+	size, sum := bound.Markers(key, orig)
+	b.add(size)
+	b.add(sum)
+}
+
+// build makes the log record of c and returns the error text it holds.
+func (a *Auditor) build(ctx context.Context, c *Call) (log.Record, string) {
 	start := c.Start
 	if start.IsZero() {
 		start = time.Now().Add(-c.Latency)
@@ -66,41 +112,59 @@ func (a *Auditor) build(ctx context.Context, c *Call) log.Record {
 	}
 	st := c.status()
 
-	var kvs [maxAttrs]attribute.KeyValue
-	n := 0
-	add := func(kv attribute.KeyValue) {
-		kvs[n] = kv
-		n++
-	}
-	add(otelaudit.RequestIDKey.String(id.String()))
-	add(otelaudit.GenAIOperationNameKey.String(otelaudit.OperationExecuteTool))
-	add(otelaudit.ToolNameKey.String(c.Tool))
-	add(otelaudit.BackendNameKey.String(c.Backend))
-	add(otelaudit.UserIDKey.String(subject))
-	add(attribute.KeyValue{Key: otelaudit.UserRolesKey, Value: a.rolesValue(role)})
-	add(otelaudit.ResponseStatusKey.String(string(st)))
-	add(otelaudit.LatencyMSKey.Int64(c.Latency.Milliseconds()))
-	if v, ok := a.argsValue(c.Args); ok {
-		add(attribute.KeyValue{Key: otelaudit.ToolCallArgumentsKey, Value: v})
-	}
-	if st != otelaudit.StatusOK {
-		add(otelaudit.ErrorTypeKey.String(c.errorType(st)))
-		msg := c.ErrorMessage
-		if msg == "" && c.Err != nil {
-			msg = c.Err.Error()
+	// The error text, when there is one to record: redaction collects the
+	// secrets it removes from the arguments so that they can be removed
+	// from the text as well.
+	var rawMsg string
+	if st != otelaudit.StatusOK && a.errorText {
+		rawMsg = c.ErrorMessage
+		if rawMsg == "" && c.Err != nil {
+			rawMsg = c.Err.Error()
 		}
-		if msg != "" {
-			add(otelaudit.ErrorMessageKey.String(msg))
+	}
+
+	b := &attrs{}
+	max := a.maxFieldBytes
+	b.add(otelaudit.RequestIDKey.String(id.String()))
+	b.add(otelaudit.GenAIOperationNameKey.String(otelaudit.OperationExecuteTool))
+	b.str(otelaudit.ToolNameKey, c.Tool, max)
+	b.str(otelaudit.BackendNameKey, c.Backend, max)
+	b.str(otelaudit.UserIDKey, subject, max)
+	role2, roleCut := bound.String(role, max)
+	b.add(attribute.KeyValue{Key: otelaudit.UserRolesKey, Value: a.rolesValue(role2)})
+	if roleCut {
+		b.markers(otelaudit.UserRolesKey, role)
+	}
+	b.add(otelaudit.ResponseStatusKey.String(string(st)))
+	b.add(otelaudit.LatencyMSKey.Int64(c.Latency.Milliseconds()))
+	// Only a call with error text to scrub pays for collecting.
+	var found *[]string
+	if rawMsg != "" && c.Args != nil {
+		found = new([]string)
+	}
+	if v, ok := a.argsValue(c.Args, found); ok {
+		b.add(attribute.KeyValue{Key: otelaudit.ToolCallArgumentsKey, Value: v})
+	}
+	var secrets []string
+	if found != nil {
+		secrets = *found
+	}
+	var msg string
+	if st != otelaudit.StatusOK {
+		b.str(otelaudit.ErrorTypeKey, c.errorType(st), max)
+		if rawMsg != "" {
+			scrubbed := a.scrubError(rawMsg, secrets)
+			msg = b.str(otelaudit.ErrorMessageKey, scrubbed, a.maxErrorBytes)
 		}
 	}
 	if c.Method != "" {
-		add(otelaudit.MCPMethodNameKey.String(c.Method))
+		b.str(otelaudit.MCPMethodNameKey, c.Method, max)
 	}
 	if c.SessionID != "" {
-		add(otelaudit.MCPSessionIDKey.String(c.SessionID))
+		b.str(otelaudit.MCPSessionIDKey, c.SessionID, max)
 	}
 	if c.JSONRPCID != "" {
-		add(otelaudit.JSONRPCRequestIDKey.String(c.JSONRPCID))
+		b.str(otelaudit.JSONRPCRequestIDKey, c.JSONRPCID, max)
 	}
 
 	var rec log.Record
@@ -111,8 +175,8 @@ func (a *Auditor) build(ctx context.Context, c *Call) log.Record {
 	} else {
 		rec.SetSeverity(log.SeverityWarn)
 	}
-	rec.AddAttributes(kvs[:n]...)
-	return rec
+	rec.AddAttributes(b.kvs[:b.n]...)
+	return rec, msg
 }
 
 // rolesValue returns the user.roles value of role: its comma-separated parts.

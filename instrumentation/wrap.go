@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sentinel-gateway/otelaudit"
+	"github.com/sentinel-gateway/otelaudit/internal/bound"
 )
 
 // ToolRequest is a tool call as a [ToolHandler] receives it.
@@ -78,22 +79,29 @@ func (a *Auditor) Invoke(ctx context.Context, req ToolRequest, next ToolHandler)
 	start := time.Now()
 	id := newRequestID()
 
+	// The span carries the same bounded fields as the record (the record
+	// bounds the originals itself, with its markers).
+	max := a.maxFieldBytes
+	tool, _ := bound.String(req.Tool, max)
 	var spanAttrs [6]attribute.KeyValue
 	sa := append(spanAttrs[:0],
 		otelaudit.GenAIOperationNameKey.String(otelaudit.OperationExecuteTool),
-		otelaudit.ToolNameKey.String(req.Tool),
+		otelaudit.ToolNameKey.String(tool),
 		otelaudit.RequestIDKey.String(id.String()),
 	)
 	if req.Method != "" {
-		sa = append(sa, otelaudit.MCPMethodNameKey.String(req.Method))
+		v, _ := bound.String(req.Method, max)
+		sa = append(sa, otelaudit.MCPMethodNameKey.String(v))
 	}
 	if req.SessionID != "" {
-		sa = append(sa, otelaudit.MCPSessionIDKey.String(req.SessionID))
+		v, _ := bound.String(req.SessionID, max)
+		sa = append(sa, otelaudit.MCPSessionIDKey.String(v))
 	}
 	if req.JSONRPCID != "" {
-		sa = append(sa, otelaudit.JSONRPCRequestIDKey.String(req.JSONRPCID))
+		v, _ := bound.String(req.JSONRPCID, max)
+		sa = append(sa, otelaudit.JSONRPCRequestIDKey.String(v))
 	}
-	ctx, span := a.tracer.Start(ctx, otelaudit.OperationExecuteTool+" "+req.Tool,
+	ctx, span := a.tracer.Start(ctx, otelaudit.OperationExecuteTool+" "+tool,
 		trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithTimestamp(start),
 		trace.WithAttributes(sa...))
@@ -181,19 +189,19 @@ func (a *Auditor) finishWithBackend(ctx context.Context, span trace.Span, c *Cal
 	a.finish(ctx, span, c)
 }
 
-// finish records c and ends its span.
+// finish records c and ends its span. The span says no more about a failure
+// than the record: its status description is the recorded, scrubbed error
+// text.
 func (a *Auditor) finish(ctx context.Context, span trace.Span, c *Call) {
-	a.Record(ctx, *c)
+	msg := a.record(ctx, c)
 	if span.IsRecording() {
 		if c.Backend != "" {
-			span.SetAttributes(otelaudit.BackendNameKey.String(c.Backend))
+			b, _ := bound.String(c.Backend, a.maxFieldBytes)
+			span.SetAttributes(otelaudit.BackendNameKey.String(b))
 		}
 		if st := c.status(); st != otelaudit.StatusOK {
-			span.SetAttributes(otelaudit.ErrorTypeKey.String(c.errorType(st)))
-			msg := c.ErrorMessage
-			if msg == "" && c.Err != nil {
-				msg = c.Err.Error()
-			}
+			et, _ := bound.String(c.errorType(st), a.maxFieldBytes)
+			span.SetAttributes(otelaudit.ErrorTypeKey.String(et))
 			span.SetStatus(codes.Error, msg)
 		}
 	}

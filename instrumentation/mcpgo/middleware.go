@@ -2,17 +2,14 @@ package mcpgo
 
 import (
 	"context"
-	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sentinel-gateway/otelaudit"
 	"github.com/sentinel-gateway/otelaudit/instrumentation"
+	"github.com/sentinel-gateway/otelaudit/instrumentation/internal/toolerr"
 )
-
-// maxErrorMessage bounds the error.message taken from a tool result.
-const maxErrorMessage = 4096
 
 // Middleware returns a server.ToolHandlerMiddleware, for
 // server.WithToolHandlerMiddleware, that audits every tool call through a.
@@ -63,27 +60,15 @@ func Middleware(a *instrumentation.Auditor, opts ...Option) server.ToolHandlerMi
 
 // errorText returns the text content of a failed tool result.
 func errorText(r *mcp.CallToolResult) string {
-	var b strings.Builder
-	for _, c := range r.Content {
-		var text string
+	return toolerr.Text(r.Content, func(c mcp.Content) (string, bool) {
 		switch t := c.(type) {
 		case mcp.TextContent:
-			text = t.Text
+			return t.Text, true
 		case *mcp.TextContent:
-			if t == nil {
-				continue
+			if t != nil {
+				return t.Text, true
 			}
-			text = t.Text
-		default:
-			continue
 		}
-		if b.Len() > 0 {
-			b.WriteString("\n")
-		}
-		b.WriteString(text)
-		if b.Len() >= maxErrorMessage {
-			return b.String()[:maxErrorMessage]
-		}
-	}
-	return b.String()
+		return "", false
+	})
 }

@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/sentinel-gateway/otelaudit"
 	"github.com/sentinel-gateway/otelaudit/instrumentation"
+	"github.com/sentinel-gateway/otelaudit/instrumentation/internal/toolerr"
 )
-
-// maxErrorMessage bounds the error.message taken from a tool result.
-const maxErrorMessage = 4096
 
 // Middleware returns an mcp.Middleware, for Server.AddReceivingMiddleware,
 // that audits every tools/call request through a and passes every other
@@ -91,19 +88,11 @@ func (c config) toolRequest(ctx context.Context, call *mcp.CallToolRequest) inst
 
 // errorText returns the text content of a failed tool result.
 func errorText(r *mcp.CallToolResult) string {
-	var b strings.Builder
-	for _, c := range r.Content {
+	return toolerr.Text(r.Content, func(c mcp.Content) (string, bool) {
 		t, ok := c.(*mcp.TextContent)
 		if !ok || t == nil {
-			continue
+			return "", false
 		}
-		if b.Len() > 0 {
-			b.WriteString("\n")
-		}
-		b.WriteString(t.Text)
-		if b.Len() >= maxErrorMessage {
-			return b.String()[:maxErrorMessage]
-		}
-	}
-	return b.String()
+		return t.Text, true
+	})
 }

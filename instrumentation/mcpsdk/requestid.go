@@ -2,9 +2,13 @@ package mcpsdk
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strconv"
+	"sync"
 	"sync/atomic"
+
+	"go.opentelemetry.io/otel"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -13,13 +17,23 @@ import (
 // context under an unexported key type (mcp.idContextKey) and offers no
 // accessor. jsonrpcID finds that key type once, by walking a context chain
 // with reflection, and from then on looks the id up with an ordinary
-// ctx.Value. When the SDK changes and the key cannot be found, the id is
-// simply not recorded.
+// ctx.Value. When the SDK changes and the key cannot be found, the id is not
+// recorded, and that is reported once through otel.Handle.
 
 const (
 	idKeyPkg  = "github.com/modelcontextprotocol/go-sdk/mcp"
 	idKeyName = "idContextKey"
 )
+
+// idKeyMissing reports, once per process, that the key was not found.
+var idKeyMissing sync.Once
+
+func reportIDKeyMissing() {
+	idKeyMissing.Do(func() {
+		otel.Handle(errors.New("mcpsdk: the go-sdk's context carries no JSON-RPC id where this adapter looks for it (" +
+			idKeyPkg + "." + idKeyName + "); jsonrpc.request.id is not recorded: update github.com/sentinel-gateway/otelaudit"))
+	})
+}
 
 // idKey holds the key (a zero value of mcp.idContextKey) once found.
 var idKey atomic.Pointer[any]
@@ -35,6 +49,7 @@ func jsonrpcID(ctx context.Context) (s string) {
 	if k == nil {
 		found, ok := findIDKey(ctx)
 		if !ok {
+			reportIDKeyMissing()
 			return ""
 		}
 		idKey.Store(&found)
