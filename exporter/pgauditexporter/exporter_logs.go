@@ -8,16 +8,18 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/sentinel-gateway/otelaudit/exporter/internal/dbmigrate"
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
+	"github.com/sentinel-gateway/otelaudit/exporter/internal/telemetry"
 	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
 	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/migrations"
@@ -44,6 +46,10 @@ type logsExporter struct {
 	// telemetry holds the component's own metrics, declared in
 	// metadata.yaml and generated into internal/metadata.
 	telemetry *metadata.TelemetryBuilder
+	// dropped is otelaudit.records.dropped, defined once for both front
+	// ends in exporter/internal/telemetry: audit records this component
+	// gave up on (a permanent write error), by reason.
+	dropped metric.Int64Counter
 }
 
 // batch is the scratch state of one push; pushes run concurrently (one per
@@ -67,6 +73,9 @@ func newLogsExporter(cfg *Config, set component.TelemetrySettings) (*logsExporte
 		return nil, fmt.Errorf("pgauditexporter: create metrics: %w", err)
 	}
 	e.telemetry = tb
+	if e.dropped, err = telemetry.RecordsDropped.Int64Counter(metadata.Meter(set)); err != nil {
+		return nil, fmt.Errorf("pgauditexporter: create metrics: %w", err)
+	}
 	return e, nil
 }
 
@@ -108,9 +117,7 @@ func (e *logsExporter) migrate(ctx context.Context) error {
 	if e.migrated.Load() {
 		return nil
 	}
-	db := stdlib.OpenDBFromPool(e.pool)
-	defer db.Close()
-	if err := migrations.UpDB(ctx, db, migrations.WithTable(e.cfg.Table)); err != nil {
+	if err := dbmigrate.Up(ctx, e.pool, migrations.WithTable(e.cfg.Table)); err != nil {
 		return err
 	}
 	e.migrated.Store(true)
@@ -173,6 +180,14 @@ func (e *logsExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	}
 	if pgwriter.Retryable(err) {
 		return err
+	}
+	// No retry can fix it: the exporterhelper drops the batch. Count its
+	// audit rows as lost, with the reason, and say so.
+	lost := len(b.rows) - res.Inserted - res.Duplicates - res.Rejected
+	if lost > 0 {
+		e.dropped.Add(ctx, int64(lost), telemetry.Dropped(telemetry.ReasonExportFailed))
+		e.logger.Error("Audit rows lost: PostgreSQL refused the batch with an error no retry can fix",
+			zap.Int("dropped", lost), zap.String("reason", telemetry.ReasonExportFailed), zap.Error(err))
 	}
 	return consumererror.NewPermanent(err)
 }

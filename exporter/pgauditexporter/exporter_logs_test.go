@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sentinel-gateway/otelaudit"
+	"github.com/sentinel-gateway/otelaudit/exporter/internal/telemetry"
 	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
 )
@@ -372,13 +373,30 @@ func TestExporterPermanentError(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	cfg := testConfig(url)
 	cfg.Migrate = false // the empty database has no audit_log
-	exp, _ := newTestExporter(t, cfg)
+	core, logs := observer.New(zap.ErrorLevel)
+	exp, tt := newTestExporterLogger(t, cfg, zap.New(core))
 	err := exp.ConsumeLogs(context.Background(), auditLogs(newIDs(2)))
 	if err == nil {
 		t.Fatal("want an error writing to a missing table")
 	}
 	if !consumererror.IsPermanent(err) {
 		t.Fatalf("want a permanent error, got %v", err)
+	}
+	// The batch is lost: its two audit rows are counted with the reason,
+	// under the one definition of otelaudit.records.dropped.
+	m, err := tt.GetMetric(telemetry.RecordsDropped.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := m.Data.(metricdata.Sum[int64])
+	if len(sum.DataPoints) != 1 || sum.DataPoints[0].Value != 2 {
+		t.Fatalf("%s: %+v, want 2", telemetry.RecordsDropped.Name, sum.DataPoints)
+	}
+	if r, _ := sum.DataPoints[0].Attributes.Value(telemetry.ReasonKey); r.AsString() != telemetry.ReasonExportFailed {
+		t.Errorf("reason %q, want %q", r.AsString(), telemetry.ReasonExportFailed)
+	}
+	if n := logs.FilterMessageSnippet("lost").Len(); n != 1 {
+		t.Errorf("%d error logs about lost rows, want 1: %v", n, logs.All())
 	}
 }
 
