@@ -29,6 +29,8 @@ require (
 	go.uber.org/zap v1.28.0
 )
 
+require github.com/gowebpki/jcs v1.0.2 // indirect
+
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cenkalti/backoff/v7 v7.0.3 // indirect
