@@ -29,6 +29,12 @@ import (
 const (
 	aliceToken = "e2e-token-alice-000001"
 	bobToken   = "e2e-token-bob-00000002"
+	// carolToken is read from carolTokenEnv (token_env): the stdio
+	// backend must not be able to read it back (get-env).
+	carolToken    = "e2e-token-carol-000003"
+	carolTokenEnv = "E2E_CAROL_TOKEN"
+	// floodRequests unauthenticated requests run beside the sessions.
+	floodRequests = 400
 	// secret is sent in arguments and must appear nowhere in audit_log.
 	secret = "s3cr3t-hunter2-e2e"
 )
@@ -87,8 +93,10 @@ func ensureNodeModules(t *testing.T) (node, dir string) {
 
 // plan and result mirror what client.mjs reads and writes.
 type call struct {
-	Name      string         `json:"name"`
-	Arguments map[string]any `json:"arguments,omitempty"`
+	Name         string         `json:"name"`
+	Arguments    map[string]any `json:"arguments,omitempty"`
+	Progress     bool           `json:"progress,omitempty"`
+	AbortAfterMS int            `json:"abortAfterMs,omitempty"`
 }
 
 type session struct {
@@ -103,10 +111,19 @@ type rawRequest struct {
 	Body  map[string]any `json:"body"`
 }
 
+type flood struct {
+	Requests    int      `json:"requests"`
+	Concurrency int      `json:"concurrency"`
+	Bodies      []string `json:"bodies"`
+	Tokens      []string `json:"tokens"`
+	SessionID   string   `json:"sessionId"`
+}
+
 type plan struct {
 	URL      string       `json:"url"`
 	Sessions []session    `json:"sessions"`
 	Raw      []rawRequest `json:"raw"`
+	Flood    *flood       `json:"flood,omitempty"`
 }
 
 type callResult struct {
@@ -116,6 +133,8 @@ type callResult struct {
 	Text    string `json:"text"`
 	Error   string `json:"error"`
 	Code    *int   `json:"code"`
+	// Progress holds the notifications/progress the call received.
+	Progress []map[string]any `json:"progress"`
 }
 
 type sessionResult struct {
@@ -131,6 +150,11 @@ type result struct {
 		Label  string `json:"label"`
 		Status int    `json:"status"`
 	} `json:"raw"`
+	Flood struct {
+		Sent      int            `json:"sent"`
+		Status401 int            `json:"status401"`
+		Other     map[string]int `json:"other"`
+	} `json:"flood"`
 }
 
 // row is one audit_log row as the test checks it.
@@ -138,6 +162,7 @@ type row struct {
 	Subject, Role, Tool, Backend, Status string
 	TraceID, Whole                       string
 	Args                                 map[string]any
+	ErrorMessage                         string
 }
 
 func (r row) String() string {
@@ -153,11 +178,13 @@ func TestTypeScriptClientThroughGatewayToServerEverything(t *testing.T) {
 	cfg := &gateway.Config{
 		DatabaseURL: dbURL,
 		ServiceName: "otelaudit-e2e",
-		CallTimeout: 10 * time.Second,
+		CallTimeout: 3 * time.Second,
 		Audit:       gateway.AuditConfig{ExportInterval: 100 * time.Millisecond},
+		Anonymous:   gateway.AnonymousConfig{Window: 500 * time.Millisecond},
 		Clients: []gateway.ClientConfig{
 			{Subject: "alice", Role: "admin", Token: aliceToken},
 			{Subject: "bob", Role: "analyst", Token: bobToken},
+			{Subject: "carol", Role: "admin", TokenEnv: carolTokenEnv},
 		},
 		Roles: map[string][]string{
 			"admin":   {"*"},
@@ -172,6 +199,7 @@ func TestTypeScriptClientThroughGatewayToServerEverything(t *testing.T) {
 			},
 		},
 	}
+	t.Setenv(carolTokenEnv, carolToken)
 	if err := cfg.Finish(); err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +233,14 @@ func TestTypeScriptClientThroughGatewayToServerEverything(t *testing.T) {
 				{Name: "fail", Arguments: map[string]any{"message": "boom"}},
 				{Name: "sleep", Arguments: map[string]any{"ms": 50}},
 				{Name: "no_such_tool"},
+				// Progress through the proxy: every notification.
+				{Name: "everything_trigger-long-running-operation", Arguments: map[string]any{"duration": 1, "steps": 4}, Progress: true},
+				// Cancelled by the caller (AbortController).
+				{Name: "sleep", Arguments: map[string]any{"ms": 8000}, AbortAfterMS: 300},
+				// Past call_timeout (3 s), proxied.
+				{Name: "everything_trigger-long-running-operation", Arguments: map[string]any{"duration": 6, "steps": 2}},
+				// The stdio backend's environment.
+				{Name: "everything_get-env"},
 			}},
 			{Label: "bob", Token: &bob, ListTools: true, Calls: []call{
 				{Name: "echo", Arguments: map[string]any{"text": "bob here"}},
@@ -219,6 +255,20 @@ func TestTypeScriptClientThroughGatewayToServerEverything(t *testing.T) {
 			"jsonrpc": "2.0", "id": 7, "method": "tools/call",
 			"params": map[string]any{"name": "echo", "arguments": map[string]any{"text": "let me in", "password": secret}},
 		}}},
+		// Anonymous requests of every shape a client controls, beside the
+		// sessions: long tool names and ids, the secret in arguments, a
+		// long session id, no token and a wrong one.
+		Flood: &flood{
+			Requests: floodRequests, Concurrency: 16,
+			Tokens:    []string{"", "e2e-flood-token-wrong-0001"},
+			SessionID: strings.Repeat("S", 30_000),
+			Bodies: []string{
+				`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + strings.Repeat("T", 3000) + secret + `","arguments":{}}}`,
+				`{"jsonrpc":"2.0","id":{"nested":["` + secret + `"]},"method":"tools/call","params":{"name":"echo","arguments":{"text":"` + secret + `","blob":"` + strings.Repeat("x", 60_000) + `"}}}`,
+				`{"jsonrpc":"2.0","id":"` + strings.Repeat("I", 4000) + `","method":"initialize","params":{}}`,
+				"not json at all",
+			},
+		},
 	}
 	res := runClient(t, ctx, node, dir, p)
 
@@ -232,7 +282,7 @@ func TestTypeScriptClientThroughGatewayToServerEverything(t *testing.T) {
 
 	checkClientView(t, res)
 	rows := readRows(t, ctx, dbURL)
-	checkRows(t, rows)
+	checkRows(t, rows, res)
 }
 
 // runClient runs client.mjs with p.
@@ -277,12 +327,28 @@ func checkClientView(t *testing.T, res result) {
 	want := []struct {
 		ok   bool
 		text string
-	}{{true, "hello"}, {true, "3"}, {true, "via stdio"}, {true, "42"}, {false, "boom"}, {true, "slept 50 ms"}, {false, "no_such_tool"}}
+	}{{true, "hello"}, {true, "3"}, {true, "via stdio"}, {true, "42"}, {false, "boom"}, {true, "slept 50 ms"}, {false, "no_such_tool"},
+		{true, "Long running operation completed"}, {false, "abort"}, {false, "timed out"}, {true, "PATH"}}
 	for i, w := range want {
 		c := a.Calls[i]
 		if c.OK != w.ok || !strings.Contains(c.Text+c.Error, w.text) {
 			t.Errorf("alice %s: ok=%v text=%q error=%q, want ok=%v and %q", c.Name, c.OK, c.Text, c.Error, w.ok, w.text)
 		}
+	}
+	if p := a.Calls[7].Progress; len(p) != 4 || p[3]["progress"] != float64(4) || p[3]["total"] != float64(4) {
+		t.Errorf("progress through the proxy: got %v, want 4 notifications ending at 4/4", p)
+	}
+	if c := a.Calls[9]; c.Code == nil || *c.Code != gateway.CodeRequestTimeout {
+		t.Errorf("timed-out call: code %v (%s), want %d", c.Code, c.Error, gateway.CodeRequestTimeout)
+	}
+	env := a.Calls[10].Text
+	for _, s := range []string{aliceToken, bobToken, carolToken, carolTokenEnv, "OTELAUDIT_DATABASE_URL"} {
+		if strings.Contains(env, s) {
+			t.Errorf("the stdio backend read %q from its environment (get-env):\n%s", s, env)
+		}
+	}
+	if res.Flood.Status401 != floodRequests {
+		t.Errorf("flood: %d of %d requests got 401 (%v)", res.Flood.Status401, floodRequests, res.Flood.Other)
 	}
 	for i, c := range b.Calls {
 		denied := i >= 2
@@ -306,7 +372,7 @@ func readRows(t *testing.T, ctx context.Context, dbURL string) []row {
 	conn := pgtest.Connect(t, dbURL)
 	rs, err := conn.Query(ctx, `
 		SELECT client_subject, client_role, tool_name, backend_name, response_status,
-		       coalesce(trace_id, ''), coalesce(request_args, 'null'::jsonb), row_to_json(a)::text
+		       coalesce(trace_id, ''), coalesce(request_args, 'null'::jsonb), coalesce(error_message, ''), row_to_json(a)::text
 		FROM audit_log a ORDER BY timestamp, id`)
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +382,7 @@ func readRows(t *testing.T, ctx context.Context, dbURL string) []row {
 	for rs.Next() {
 		var r row
 		var args any
-		if err := rs.Scan(&r.Subject, &r.Role, &r.Tool, &r.Backend, &r.Status, &r.TraceID, &args, &r.Whole); err != nil {
+		if err := rs.Scan(&r.Subject, &r.Role, &r.Tool, &r.Backend, &r.Status, &r.TraceID, &args, &r.ErrorMessage, &r.Whole); err != nil {
 			t.Fatal(err)
 		}
 		r.Args, _ = args.(map[string]any)
@@ -331,7 +397,7 @@ func readRows(t *testing.T, ctx context.Context, dbURL string) []row {
 var traceIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // checkRows checks that each call made is exactly one row.
-func checkRows(t *testing.T, rows []row) {
+func checkRows(t *testing.T, rows []row, res result) {
 	t.Helper()
 	var authed, anon []row
 	traces := map[string]bool{}
@@ -365,6 +431,10 @@ func checkRows(t *testing.T, rows []row) {
 		"alice/admin fail@demo error",
 		"alice/admin sleep@demo ok",
 		"alice/admin no_such_tool@gateway error",
+		"alice/admin everything_trigger-long-running-operation@everything ok",
+		"alice/admin sleep@demo cancelled",
+		"alice/admin everything_trigger-long-running-operation@everything timeout",
+		"alice/admin everything_get-env@everything ok",
 		"bob/analyst echo@demo ok",
 		"bob/analyst everything_get-sum@everything ok",
 		"bob/analyst sleep@demo denied",
@@ -383,18 +453,40 @@ func checkRows(t *testing.T, rows []row) {
 		}
 	}
 
-	// Two failed connects (initialize without a valid token) and the raw
-	// tools/call: one denied row each.
-	var anonGot []string
+	// Two failed connects (initialize without a valid token), the raw
+	// tools/call and the flood: aggregated per client address and reason,
+	// their counts add up to every refused request, and each row is small.
+	var counted int
 	for _, r := range anon {
-		anonGot = append(anonGot, fmt.Sprintf("%s@%s %s", r.Tool, r.Backend, r.Status))
+		n, _ := r.Args[gateway.AggregateCountKey].(float64)
+		counted += int(n)
+		if len(r.Whole) > 2048 {
+			t.Errorf("anonymous row of %d bytes: %.300s", len(r.Whole), r.Whole)
+		}
+		for k := range r.Args {
+			switch k {
+			case gateway.AggregateCountKey, gateway.AggregateFirstKey, gateway.AggregateLastKey, gateway.ClientAddressKey:
+			default:
+				t.Errorf("anonymous row stores argument %q of the client's", k)
+			}
+		}
+		if r.Status != "denied" {
+			t.Errorf("anonymous row %s", r)
+		}
 	}
-	anonWant := []string{"(initialize)@gateway denied", "(initialize)@gateway denied", "echo@demo denied"}
-	if !slices.Equal(anonGot, anonWant) {
-		t.Errorf("anonymous rows: got %v, want %v", anonGot, anonWant)
+	if want := 3 + res.Flood.Status401; counted != want {
+		t.Errorf("anonymous rows count %d refused requests, want %d", counted, want)
 	}
-	if len(rows) != len(want)+len(anonWant) {
-		t.Errorf("%d rows, want %d", len(rows), len(want)+len(anonWant))
+	// One client address, two reasons, windows of 500 ms: a handful of rows
+	// for 400 requests.
+	if len(anon) == 0 || len(anon) > 40 {
+		t.Errorf("%d anonymous rows for %d refused requests", len(anon), counted)
+	}
+	t.Logf("%d authenticated rows; %d anonymous rows for %d refused requests", len(authed), len(anon), counted)
+	for _, r := range authed {
+		if strings.Contains(r.ErrorMessage, "\n") {
+			t.Errorf("row %s: error message with a line break: %q", r, r.ErrorMessage)
+		}
 	}
 	if t.Failed() {
 		for _, r := range rows {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -17,128 +18,114 @@ import (
 const MaxSleep = 10 * time.Minute
 
 // builtinTools returns the demo backend's tools: echo, add, sleep and fail.
-// Each handler names its backend for the audit record.
+// Each declares a typed input whose JSON Schema (inferred by
+// jsonschema-go, as the go-sdk's mcp.AddTool does) is checked before the
+// handler runs: a call without a required argument, or with one of the
+// wrong type, is refused with JSON-RPC error -32602. Arguments the schema
+// does not name are accepted and ignored. Each handler names its backend
+// for the audit record.
 func builtinTools(backend string) []registeredTool {
-	named := func(h mcp.ToolHandler) mcp.ToolHandler {
-		return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			instrumentation.SetBackend(ctx, backend)
-			return h(ctx, req)
-		}
-	}
 	return []registeredTool{
-		{
-			tool: &mcp.Tool{
-				Name:        "echo",
-				Description: "Returns the text it is given. Other arguments are accepted and ignored.",
-				InputSchema: objectSchema(`"text": {"type": "string", "description": "text to echo"}`, "text"),
-			},
-			handler: named(echo),
-		},
-		{
-			tool: &mcp.Tool{
-				Name:        "add",
-				Description: "Adds two numbers.",
-				InputSchema: objectSchema(`"a": {"type": "number"}, "b": {"type": "number"}`, "a", "b"),
-			},
-			handler: named(add),
-		},
-		{
-			tool: &mcp.Tool{
-				Name:        "sleep",
-				Description: "Waits for ms milliseconds, then returns. Stops early when the call is cancelled or times out.",
-				InputSchema: objectSchema(`"ms": {"type": "integer", "minimum": 0}`, "ms"),
-			},
-			handler: named(sleep),
-		},
-		{
-			tool: &mcp.Tool{
-				Name:        "fail",
-				Description: "Always fails with a tool error (isError) carrying the given message.",
-				InputSchema: objectSchema(`"message": {"type": "string"}`),
-			},
-			handler: named(fail),
+		typedTool(backend, "echo", "Returns the text it is given. Other arguments are accepted and ignored.", echo, nil),
+		typedTool(backend, "add", "Adds two numbers.", add, nil),
+		typedTool(backend, "sleep", "Waits for ms milliseconds, then returns. Stops early when the call is cancelled or times out.", sleep,
+			func(s *jsonschema.Schema) {
+				zero, most := 0.0, float64(MaxSleep.Milliseconds())
+				s.Properties["ms"].Minimum, s.Properties["ms"].Maximum = &zero, &most
+			}),
+		typedTool(backend, "fail", "Always fails with a tool error (isError) carrying the given message.", fail, nil),
+	}
+}
+
+// typedTool returns a builtin tool whose input is In: its schema is
+// inferred from In (fields without omitempty are required), arguments are
+// validated against it and decoded into In before h runs.
+func typedTool[In any](backend, name, description string, h func(context.Context, In) (*mcp.CallToolResult, error), tweak func(*jsonschema.Schema)) registeredTool {
+	schema, err := jsonschema.For[In](nil)
+	if err != nil {
+		panic(fmt.Sprintf("builtin tool %s: input schema: %v", name, err)) // a programming error in this file
+	}
+	schema.AdditionalProperties = nil // other arguments are ignored
+	if tweak != nil {
+		tweak(schema)
+	}
+	resolved, err := schema.Resolve(nil)
+	if err != nil {
+		panic(fmt.Sprintf("builtin tool %s: resolve input schema: %v", name, err))
+	}
+	return registeredTool{
+		tool: &mcp.Tool{Name: name, Description: description, InputSchema: schema},
+		handler: func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			instrumentation.SetBackend(ctx, backend)
+			raw := req.Params.Arguments
+			if len(raw) == 0 || string(raw) == "null" {
+				raw = json.RawMessage("{}")
+			}
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return nil, invalidArgs(req, err)
+			}
+			if err := resolved.Validate(v); err != nil {
+				return nil, invalidArgs(req, err)
+			}
+			var in In
+			if err := json.Unmarshal(raw, &in); err != nil {
+				return nil, invalidArgs(req, err)
+			}
+			return h(ctx, in)
 		},
 	}
 }
 
-// objectSchema returns a JSON Schema object with the given properties.
-func objectSchema(props string, required ...string) json.RawMessage {
-	req, _ := json.Marshal(required)
-	if required == nil {
-		req = []byte("[]")
-	}
-	return json.RawMessage(`{"type": "object", "properties": {` + props + `}, "required": ` + string(req) + `}`)
-}
-
-// args decodes a call's arguments into v, or returns an invalid-params error.
-func args(req *mcp.CallToolRequest, v any) error {
-	raw := req.Params.Arguments
-	if len(raw) == 0 {
-		raw = json.RawMessage("{}")
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid arguments for " + req.Params.Name + ": " + err.Error()}
-	}
-	return nil
+// invalidArgs is the JSON-RPC invalid-params error of a call.
+func invalidArgs(req *mcp.CallToolRequest, err error) error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid arguments for " + req.Params.Name + ": " + err.Error()}
 }
 
 func text(s string) *mcp.CallToolResult {
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: s}}}
 }
 
-func echo(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	var in struct {
-		Text string `json:"text"`
-	}
-	if err := args(req, &in); err != nil {
-		return nil, err
-	}
+type echoIn struct {
+	Text string `json:"text" jsonschema:"text to echo"`
+}
+
+func echo(_ context.Context, in echoIn) (*mcp.CallToolResult, error) {
 	return text(in.Text), nil
 }
 
-func add(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	var in struct {
-		A *float64 `json:"a"`
-		B *float64 `json:"b"`
-	}
-	if err := args(req, &in); err != nil {
-		return nil, err
-	}
-	if in.A == nil || in.B == nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "add needs numbers a and b"}
-	}
-	return text(strconv.FormatFloat(*in.A+*in.B, 'g', -1, 64)), nil
+type addIn struct {
+	A float64 `json:"a"`
+	B float64 `json:"b"`
 }
 
-func sleep(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	var in struct {
-		MS int64 `json:"ms"`
-	}
-	if err := args(req, &in); err != nil {
-		return nil, err
-	}
+func add(_ context.Context, in addIn) (*mcp.CallToolResult, error) {
+	return text(strconv.FormatFloat(in.A+in.B, 'g', -1, 64)), nil
+}
+
+type sleepIn struct {
+	MS int64 `json:"ms" jsonschema:"milliseconds to wait"`
+}
+
+func sleep(ctx context.Context, in sleepIn) (*mcp.CallToolResult, error) {
 	d := time.Duration(in.MS) * time.Millisecond
-	if in.MS < 0 || d > MaxSleep {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("ms must be between 0 and %d", MaxSleep.Milliseconds())}
-	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return text(fmt.Sprintf("slept %d ms", in.MS)), nil
 	case <-ctx.Done():
-		// Returned as is, so a deadline is audited as a timeout.
+		// Returned as is, so a deadline is audited as a timeout and the
+		// caller's cancellation as cancelled.
 		return nil, fmt.Errorf("sleep interrupted: %w", context.Cause(ctx))
 	}
 }
 
-func fail(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	var in struct {
-		Message string `json:"message"`
-	}
-	if err := args(req, &in); err != nil {
-		return nil, err
-	}
+type failIn struct {
+	Message string `json:"message,omitempty" jsonschema:"the error text"`
+}
+
+func fail(_ context.Context, in failIn) (*mcp.CallToolResult, error) {
 	if in.Message == "" {
 		in.Message = "the fail tool always fails"
 	}

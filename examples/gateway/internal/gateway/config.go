@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,12 @@ type Config struct {
 	Roles map[string][]string `yaml:"roles"`
 	// Backends serve the tools; their tools are listed at start-up.
 	Backends []BackendConfig `yaml:"backends"`
+	// Server bounds what a client may hold of the HTTP server: timeouts,
+	// header size, connections per client address.
+	Server ServerConfig `yaml:"server"`
+	// Anonymous bounds what requests without a valid token may put in the
+	// audit trail.
+	Anonymous AnonymousConfig `yaml:"anonymous"`
 
 	// AuditExporter, when set in code, replaces the PostgreSQL exporter
 	// behind the audit batch processor. The load generator uses it to tell
@@ -108,6 +115,70 @@ type AuditConfig struct {
 	FailClosed bool `yaml:"fail_closed"`
 }
 
+// ServerConfig holds the HTTP server's timeouts and limits. Zero values take
+// the defaults below; a negative duration or count turns that limit off.
+type ServerConfig struct {
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, headers and body. Once
+	// an authenticated request's body has been read the deadline is lifted,
+	// so long tool calls and event streams are not cut.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a keep-alive connection idle for this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds the size of a request's headers (HTTP 431
+	// beyond it).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// UnauthenticatedTimeout bounds how long the gateway reads the body of
+	// a request without a valid token (to audit which tool it named)
+	// before it answers 401 and closes the connection.
+	UnauthenticatedTimeout time.Duration `yaml:"unauthenticated_timeout"`
+	// MaxConnsPerClient caps the open connections of one client address
+	// (an IPv4 address or an IPv6 /64); further connections are closed at
+	// once.
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
+}
+
+// Defaults of the server limits.
+const (
+	DefaultReadHeaderTimeout      = 10 * time.Second
+	DefaultReadTimeout            = 30 * time.Second
+	DefaultIdleTimeout            = 120 * time.Second
+	DefaultMaxHeaderBytes         = 64 << 10
+	DefaultUnauthenticatedTimeout = 2 * time.Second
+	DefaultMaxConnsPerClient      = 128
+)
+
+// AnonymousConfig bounds the audit rows of requests refused for want of a
+// valid token (subject anonymous): refusals from one client address for one
+// reason within Window become one row with a count, rows are rate limited,
+// and no field of such a row is longer than a few dozen bytes.
+type AnonymousConfig struct {
+	// Window is the aggregation window: one row per client address and
+	// reason per window.
+	Window time.Duration `yaml:"window"`
+	// RowsPerSecond and Burst limit the anonymous rows of the whole
+	// gateway; refusals beyond them are counted in one overflow row per
+	// window and reason.
+	RowsPerSecond float64 `yaml:"rows_per_second"`
+	Burst         int     `yaml:"burst"`
+	// MaxClients bounds the client addresses aggregated at once; refusals
+	// from further addresses go to the overflow row.
+	MaxClients int `yaml:"max_clients"`
+	// MaxInFlight bounds the unauthenticated requests whose bodies are read
+	// at once; beyond it a request is refused without reading its body.
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// Defaults of the anonymous-row policy.
+const (
+	DefaultAnonymousWindow        = 10 * time.Second
+	DefaultAnonymousRowsPerSecond = 5
+	DefaultAnonymousBurst         = 50
+	DefaultAnonymousMaxClients    = 1024
+	DefaultAnonymousMaxInFlight   = 64
+)
+
 // DefaultSpoolMaxBytes bounds the spool unless spool_max_bytes is set.
 const DefaultSpoolMaxBytes = 1 << 30
 
@@ -121,9 +192,17 @@ type ClientConfig struct {
 	// Role selects the caller's allow-list under roles.
 	Role string `yaml:"role"`
 	// Token is the bearer token. Prefer TokenEnv outside demos.
+	// [Config.Finish] replaces it by its SHA-256 and clears it: a checked
+	// configuration holds no token in the clear.
 	Token string `yaml:"token"`
 	// TokenEnv names an environment variable holding the token.
+	// [Config.Finish] (called by [Load] and [Parse]) reads it and then
+	// unsets it, so that no child process inherits it.
 	TokenEnv string `yaml:"token_env"`
+
+	// tokenHash is the SHA-256 of the token, set by Finish.
+	tokenHash [sha256.Size]byte
+	hashed    bool
 }
 
 // BackendConfig is one backend.
@@ -135,14 +214,16 @@ type BackendConfig struct {
 	// ToolPrefix is prepended to the backend's tool names as the gateway
 	// lists them, to keep the names of different backends apart.
 	ToolPrefix string `yaml:"tool_prefix"`
-	// Command, Args, Env and Dir start a stdio backend. Env adds to the
-	// gateway's own environment.
+	// Command, Args, Env and Dir start a stdio backend. The command gets
+	// PATH, HOME and LANG from the gateway's environment and Env, nothing
+	// else (see [ChildEnvironment]).
 	Command string            `yaml:"command"`
 	Args    []string          `yaml:"args"`
 	Env     map[string]string `yaml:"env"`
 	Dir     string            `yaml:"dir"`
 	// URL is the streamable HTTP endpoint of an http backend; Headers are
-	// sent with every request to it (for example its own Authorization).
+	// sent with every request to it (for example its own Authorization),
+	// and only to its origin: a redirect to another origin is refused.
 	URL     string            `yaml:"url"`
 	Headers map[string]string `yaml:"headers"`
 }
@@ -170,7 +251,7 @@ func Parse(b []byte) (*Config, error) {
 	if err := d.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parse YAML: %w", nameFields(b, err))
 	}
-	if err := cfg.applyEnv(os.LookupEnv); err != nil {
+	if err := cfg.applyEnv(os.LookupEnv, os.Unsetenv); err != nil {
 		return nil, err
 	}
 	if err := cfg.Finish(); err != nil {
@@ -180,7 +261,8 @@ func Parse(b []byte) (*Config, error) {
 }
 
 // applyEnv applies the environment overrides.
-func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
+// Token variables are read and then unset.
+func (c *Config) applyEnv(lookup func(string) (string, bool), unset func(string) error) error {
 	if v, ok := lookup(EnvListen); ok && v != "" {
 		c.Listen = v
 	}
@@ -212,9 +294,15 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 			*e.dst = d
 		}
 	}
+	return c.readTokenEnv(lookup, unset)
+}
+
+// readTokenEnv reads the token of every client with token_env (and no
+// token yet) from the environment, then unsets the variable.
+func (c *Config) readTokenEnv(lookup func(string) (string, bool), unset func(string) error) error {
 	for i := range c.Clients {
 		cl := &c.Clients[i]
-		if cl.TokenEnv == "" {
+		if cl.TokenEnv == "" || cl.hashed || cl.Token != "" {
 			continue
 		}
 		v, ok := lookup(cl.TokenEnv)
@@ -222,6 +310,9 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 			return fmt.Errorf("clients[%d].token_env: environment variable %s is not set", i, cl.TokenEnv)
 		}
 		cl.Token = v
+		if unset != nil {
+			_ = unset(cl.TokenEnv)
+		}
 	}
 	return nil
 }
@@ -242,8 +333,13 @@ func (c *Config) Finish() error {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	c.Server.defaults()
+	c.Anonymous.defaults()
 
 	var errs []error
+	if err := c.readTokenEnv(os.LookupEnv, os.Unsetenv); err != nil {
+		errs = append(errs, err)
+	}
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
@@ -258,6 +354,9 @@ func (c *Config) Finish() error {
 	}
 	if c.Audit.MaxQueueSize < 0 || c.Audit.MaxBatchSize < 0 || c.Audit.ExportInterval < 0 {
 		bad("audit", "max_queue_size, max_batch_size and export_interval must not be negative")
+	}
+	if c.Anonymous.Window < 0 || c.Anonymous.RowsPerSecond < 0 || c.Anonymous.Burst < 0 || c.Anonymous.MaxClients < 0 || c.Anonymous.MaxInFlight < 0 {
+		bad("anonymous", "window, rows_per_second, burst, max_clients and max_in_flight must not be negative")
 	}
 	if c.Audit.SpoolMaxBytes < 0 {
 		bad("audit.spool_max_bytes", "must not be negative")
@@ -282,7 +381,7 @@ func (c *Config) Finish() error {
 		bad("clients", "at least one client is needed")
 	}
 	subjects := map[string]int{}
-	tokens := map[string]int{}
+	tokens := map[[sha256.Size]byte]int{}
 	for i, cl := range c.Clients {
 		f := fmt.Sprintf("clients[%d]", i)
 		if cl.Subject == "" {
@@ -300,6 +399,7 @@ func (c *Config) Finish() error {
 			bad(f+".role", "role %q is not defined under roles", cl.Role)
 		}
 		switch {
+		case cl.hashed:
 		case cl.Token == "" && cl.TokenEnv == "":
 			bad(f+".token", "token or token_env is required")
 		case cl.Token != "" && len(cl.Token) < MinTokenLength:
@@ -308,11 +408,17 @@ func (c *Config) Finish() error {
 		case strings.ContainsAny(cl.Token, " \t\r\n"):
 			bad(f+".token", "must not contain white space")
 		}
-		if cl.Token != "" {
-			if j, dup := tokens[cl.Token]; dup {
+		if cl.Token != "" && !cl.hashed {
+			c.Clients[i].tokenHash = sha256.Sum256([]byte(cl.Token))
+			c.Clients[i].hashed = true
+			// From here on only the hash is kept.
+			c.Clients[i].Token = ""
+		}
+		if c.Clients[i].hashed {
+			if j, dup := tokens[c.Clients[i].tokenHash]; dup {
 				bad(f+".token", "same token as clients[%d]", j)
 			} else {
-				tokens[cl.Token] = i
+				tokens[c.Clients[i].tokenHash] = i
 			}
 		}
 	}
@@ -415,4 +521,52 @@ func nameFields(b []byte, err error) error {
 		}
 	}
 	return fmt.Errorf("%s", strings.Join(msgs, "; "))
+}
+
+// defaults fills in the server limits left out; a negative value turns a
+// limit off (zero for the http.Server).
+func (s *ServerConfig) defaults() {
+	dur := func(d *time.Duration, def time.Duration) {
+		switch {
+		case *d == 0:
+			*d = def
+		case *d < 0:
+			*d = 0
+		}
+	}
+	dur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	dur(&s.ReadTimeout, DefaultReadTimeout)
+	dur(&s.IdleTimeout, DefaultIdleTimeout)
+	dur(&s.UnauthenticatedTimeout, DefaultUnauthenticatedTimeout)
+	switch {
+	case s.MaxHeaderBytes == 0:
+		s.MaxHeaderBytes = DefaultMaxHeaderBytes
+	case s.MaxHeaderBytes < 0:
+		s.MaxHeaderBytes = 0 // net/http's own default, 1 MiB
+	}
+	switch {
+	case s.MaxConnsPerClient == 0:
+		s.MaxConnsPerClient = DefaultMaxConnsPerClient
+	case s.MaxConnsPerClient < 0:
+		s.MaxConnsPerClient = 0 // no cap
+	}
+}
+
+// defaults fills in the anonymous-row policy left out.
+func (a *AnonymousConfig) defaults() {
+	if a.Window == 0 {
+		a.Window = DefaultAnonymousWindow
+	}
+	if a.RowsPerSecond == 0 {
+		a.RowsPerSecond = DefaultAnonymousRowsPerSecond
+	}
+	if a.Burst == 0 {
+		a.Burst = DefaultAnonymousBurst
+	}
+	if a.MaxClients == 0 {
+		a.MaxClients = DefaultAnonymousMaxClients
+	}
+	if a.MaxInFlight == 0 {
+		a.MaxInFlight = DefaultAnonymousMaxInFlight
+	}
 }

@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -57,8 +60,15 @@ func TestTokenFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Clients[0].Token != "from-the-environment-123" {
+	if cfg.Clients[0].tokenHash != sha256.Sum256([]byte("from-the-environment-123")) {
 		t.Errorf("token_env not read")
+	}
+	// Read, then unset (no child inherits it), and not kept in the clear.
+	if v, ok := os.LookupEnv("ALICE_TOKEN"); ok {
+		t.Errorf("ALICE_TOKEN still set after Parse: %q", v)
+	}
+	if s := fmt.Sprintf("%+v", cfg); strings.Contains(s, "from-the-environment-123") {
+		t.Errorf("the loaded config holds the token in the clear: %s", s)
 	}
 	t.Setenv("ALICE_TOKEN", "")
 	if _, err := Parse([]byte(strings.Replace(minimal, "token: abcdefghijklmnop", "token_env: ALICE_TOKEN", 1))); err == nil ||
@@ -95,5 +105,47 @@ func TestBadConfigNamesTheField(t *testing.T) {
 				t.Errorf("error reveals a token: %v", err)
 			}
 		})
+	}
+}
+
+func TestTokensHashedByFinish(t *testing.T) {
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Clients[0].Token != "" || cfg.Clients[0].tokenHash != sha256.Sum256([]byte("abcdefghijklmnop")) {
+		t.Errorf("token kept in the clear or not hashed: %+v", cfg.Clients[0])
+	}
+	// Finish again (code that builds on a loaded Config) keeps the hash.
+	if err := cfg.Finish(); err != nil {
+		t.Errorf("second Finish: %v", err)
+	}
+	dup := strings.Replace(minimal, "roles:", "  - {subject: bob, role: admin, token: abcdefghijklmnop}\nroles:", 1)
+	if _, err := Parse([]byte(dup)); err == nil || !strings.Contains(err.Error(), "same token as clients[0]") {
+		t.Errorf("duplicate token: %v", err)
+	}
+}
+
+func TestServerLimitDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(minimal + `
+server: {read_timeout: -1s, max_conns_per_client: 7}
+anonymous: {window: 3s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Server
+	if s.ReadTimeout != 0 || s.MaxConnsPerClient != 7 || s.IdleTimeout != DefaultIdleTimeout ||
+		s.MaxHeaderBytes != DefaultMaxHeaderBytes || s.UnauthenticatedTimeout != DefaultUnauthenticatedTimeout ||
+		s.ReadHeaderTimeout != DefaultReadHeaderTimeout {
+		t.Errorf("server limits: %+v", s)
+	}
+	a := cfg.Anonymous
+	if a.Window != 3*time.Second || a.RowsPerSecond != DefaultAnonymousRowsPerSecond || a.Burst != DefaultAnonymousBurst ||
+		a.MaxClients != DefaultAnonymousMaxClients || a.MaxInFlight != DefaultAnonymousMaxInFlight {
+		t.Errorf("anonymous policy: %+v", a)
+	}
+	if _, err := Parse([]byte(minimal + "anonymous: {burst: -1}\n")); err == nil || !strings.Contains(err.Error(), "anonymous") {
+		t.Errorf("negative burst: %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/sentinel-gateway/otelaudit/instrumentation"
@@ -49,10 +50,13 @@ type Gateway struct {
 	backends  []*backend
 	routes    map[string]string // tool name as served -> backend name
 	handler   http.Handler
+	authn     *authenticator
+	conns     atomic.Pointer[connLimiter]
 
 	// inflight counts requests other than GET (which holds a long-lived
 	// event stream open): POSTs carrying tool calls, DELETEs ending sessions.
 	inflight   sync.WaitGroup
+	calls      atomic.Int64 // tool calls in progress
 	shutting   atomic.Bool
 	hardStop   context.Context // cancelled when the shutdown deadline passes
 	cancelHard context.CancelCauseFunc
@@ -106,9 +110,9 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Gateway, error
 	g.server.AddReceivingMiddleware(g.bound, mcpsdk.Middleware(g.auditor, mcpsdk.WithBackend(g.route)), authz.middleware)
 
 	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return g.server }, &mcp.StreamableHTTPOptions{Logger: quiet(logger)})
-	authn := newAuthenticator(cfg.Clients, g.auditor, tracer, g.route)
+	g.authn = newAuthenticator(cfg, g.auditor, tracer, g.route)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", g.track(authn.middleware(streamable)))
+	mux.Handle("/mcp", g.track(g.authn.middleware(streamable)))
 	mux.HandleFunc("GET /healthz", g.healthz)
 	g.handler = mux
 
@@ -164,18 +168,35 @@ func (g *Gateway) Tools() map[string]string {
 // Handler returns the gateway's HTTP handler: /mcp and /healthz.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
+// CodeRequestTimeout is the JSON-RPC error code a caller gets for a tool
+// call that ran past call_timeout: the code the MCP SDKs use for a request
+// timeout (the TypeScript SDK's ErrorCode.RequestTimeout).
+const CodeRequestTimeout = -32001
+
 // bound is the outermost MCP middleware: it bounds each tool call by the
-// call timeout and cancels it when the shutdown deadline passes.
+// call timeout and cancels it when the shutdown deadline passes. A call
+// that runs past its deadline reaches the caller as JSON-RPC error
+// [CodeRequestTimeout]; the audit middleware inside sees the call's own
+// error and records it as a timeout.
 func (g *Gateway) bound(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		if method != "tools/call" {
 			return next(ctx, method, req)
 		}
+		g.calls.Add(1)
+		defer g.calls.Add(-1)
+		ctx, cancelCause := context.WithCancelCause(ctx)
+		defer cancelCause(nil)
 		ctx, cancel := context.WithTimeout(ctx, g.cfg.CallTimeout)
 		defer cancel()
-		stop := context.AfterFunc(g.hardStop, cancel)
+		stop := context.AfterFunc(g.hardStop, func() { cancelCause(errShuttingDown) })
 		defer stop()
-		return next(ctx, method, req)
+		res, err := next(ctx, method, req)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, &jsonrpc.Error{Code: CodeRequestTimeout,
+				Message: fmt.Sprintf("request timed out: the tool call ran longer than the gateway's call_timeout (%s)", g.cfg.CallTimeout)}
+		}
+		return res, err
 	}
 }
 
@@ -201,7 +222,21 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 		status, code = "shutting down", http.StatusServiceUnavailable
 	}
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "audit": g.telemetry.Mode, "tools": len(g.routes)})
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "audit": g.telemetry.Mode, "tools": len(g.routes),
+		"calls_in_progress": g.calls.Load(), "anonymous": g.AnonymousStats()})
+}
+
+// AnonymousStats returns the running totals of requests refused for want of
+// a valid token, and of connections refused by the per-client cap.
+func (g *Gateway) AnonymousStats() AnonymousStats {
+	var s AnonymousStats
+	if g.authn != nil {
+		s = g.authn.anon.stats()
+	}
+	if cl := g.conns.Load(); cl != nil {
+		s.ConnsRefused = cl.refused.Load()
+	}
+	return s
 }
 
 // Serve serves on ln until ctx is done, then shuts down gracefully: it stops
@@ -210,9 +245,18 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 // ends the remaining event streams. Call [Gateway.Close] afterwards to flush
 // the audit records. Serve returns nil after a graceful shutdown.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	sc := g.cfg.Server
+	if sc.MaxConnsPerClient > 0 {
+		cl := newConnLimiter(ln, sc.MaxConnsPerClient)
+		g.conns.Store(cl)
+		ln = cl
+	}
 	srv := &http.Server{
 		Handler:           g.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadTimeout:       sc.ReadTimeout,
+		IdleTimeout:       sc.IdleTimeout,
+		MaxHeaderBytes:    sc.MaxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return g.baseCtx },
 		ErrorLog:          slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn),
 	}
@@ -273,6 +317,10 @@ func (g *Gateway) Close(ctx context.Context) error {
 		var errs []error
 		g.cancelHard(errShuttingDown)
 		g.cancelBase()
+		if g.authn != nil {
+			// The refusals still being aggregated become rows now.
+			g.authn.anon.close()
+		}
 		for _, b := range g.backends {
 			if err := b.close(); err != nil {
 				errs = append(errs, err)
