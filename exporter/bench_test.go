@@ -186,7 +186,7 @@ func benchEndToEnd(b *testing.B, concurrency int, allowDup bool) {
 	}
 	opts := []sdklog.LoggerProviderOption{
 		sdklog.WithResource(resource.NewSchemaless(attribute.String("service.name", "gateway"))),
-		sdklog.WithProcessor(exporter.NewProcessor(exp, sdklog.WithMaxQueueSize(b.N*benchBatch+1), sdklog.WithExportMaxBatchSize(benchBatch))),
+		sdklog.WithProcessor(exporter.NewProcessor(exp, exporter.WithQueueSize(b.N*benchBatch+1), sdklog.WithExportMaxBatchSize(benchBatch))),
 	}
 	if allowDup {
 		opts = append(opts, sdklog.WithAllowKeyDuplication())

@@ -157,7 +157,11 @@ const DefaultSpoolAfter = 250 * time.Millisecond
 // The spool never grows past maxBytes. When it is full, a new batch is
 // dropped, counted in otelaudit.records.dropped{reason="spool_full"} and
 // reported through the error Export returns (the SDK hands it to
-// otel.Handle), unless WithSpoolWait(true) makes Export wait for room.
+// otel.Handle), unless WithSpoolWait(true) makes Export wait for room;
+// Health fails until the replayer has made room. Any other failed append
+// (ENOSPC, EFBIG, an I/O error) makes Export wait and try again, within its
+// context, while Health fails; the batch is dropped and counted
+// (reason "spool_error") only when the context ends first.
 func WithSpool(dir string, maxBytes int64) Option {
 	return optionFunc(func(c config) config { c.spoolDir, c.spoolMax = dir, maxBytes; return c })
 }

@@ -97,16 +97,10 @@ func TestSIGKILLWithSpool(t *testing.T) {
 	cluster.Start()
 	p := newPipeline(t, cluster.URL(), exporter.WithSpool(dir, 1<<30))
 	conn := pgtest.Connect(t, cluster.URL())
-	var rows, last int
-	stable := time.Now()
-	for time.Since(stable) < 2*time.Second {
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_log`).Scan(&rows); err != nil {
-			t.Fatal(err)
-		}
-		if rows != last {
-			last, stable = rows, time.Now()
-		}
-		time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the spool to drain", func() bool { return p.exp.Stats().SpoolBacklog == 0 })
+	var rows int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_log`).Scan(&rows); err != nil {
+		t.Fatal(err)
 	}
 	ids := make([]uuid.UUID, rows)
 	for i := range ids {

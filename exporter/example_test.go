@@ -22,8 +22,9 @@ import (
 // TestMain gives the examples a database of their own through
 // OTELAUDIT_DATABASE_URL, the variable a real deployment sets.
 func TestMain(m *testing.M) {
-	if os.Getenv("OTELAUDIT_CRASH_URL") != "" {
-		// The process TestSIGKILLWithSpool kills: it would never drop it.
+	if os.Getenv("OTELAUDIT_CRASH_URL") != "" || os.Getenv("OTELAUDIT_EFBIG_URL") != "" {
+		// A helper process (TestSIGKILLWithSpool kills its own, so it
+		// would never drop a database).
 		os.Exit(m.Run())
 	}
 	url, drop, err := pgtest.CreateDatabase(context.Background())
@@ -84,25 +85,54 @@ func Example() {
 }
 
 // With a spool, batches that cannot reach PostgreSQL go to local disk and
-// are replayed when it is back; Health tells a fail-closed gateway whether
-// audit events can be recorded durably.
+// are replayed when it is back, by this process or the next one on the same
+// directory; Health tells a fail-closed gateway whether audit events can be
+// recorded durably.
 func ExampleWithSpool() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "otelaudit-spool")
 	defer os.RemoveAll(dir)
 
-	exp, err := exporter.New(ctx, exporter.WithSpool(dir, 1<<30)) // up to 1 GiB on disk
+	// PostgreSQL is away: nothing listens on port 1.
+	exp, err := exporter.New(ctx, exporter.WithDatabaseURL("postgres://postgres@127.0.0.1:1/audit"),
+		exporter.WithMigrate(false), exporter.WithSpool(dir, 1<<30)) // up to 1 GiB on disk
 	if err != nil {
 		log.Fatal(err)
 	}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(exporter.NewProcessor(exp)))
-	defer lp.Shutdown(ctx)
-
 	auditor := instrumentation.New(
 		instrumentation.WithLoggerProvider(lp),
 		instrumentation.WithFailClosed(exp), // refuse tool calls that could not be audited
 	)
-	_ = auditor
-	fmt.Println(exp.Health(ctx))
-	// Output: <nil>
+	auditor.Record(ctx, instrumentation.Call{Subject: "alice", Role: "analyst", Tool: "spooled_call", Backend: "docs"})
+	if err := lp.ForceFlush(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("spooled:", exp.Stats().Spooled, "health:", exp.Health(ctx))
+	if err := lp.Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	// The next process, with PostgreSQL back, replays the spool.
+	exp, err = exporter.New(ctx, exporter.WithSpool(dir, 1<<30)) // OTELAUDIT_DATABASE_URL
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer exp.Shutdown(ctx)
+	for exp.Stats().SpoolBacklog > 0 {
+		time.Sleep(10 * time.Millisecond) // only to show the row
+	}
+	conn, err := pgx.Connect(ctx, os.Getenv(exporter.EnvDatabaseURL))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE tool_name = 'spooled_call'`).Scan(&n); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("replayed:", exp.Stats().Replayed, "rows:", n)
+	// Output:
+	// spooled: 1 health: <nil>
+	// replayed: 1 rows: 1
 }

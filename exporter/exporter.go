@@ -247,6 +247,9 @@ type Stats struct {
 	// appends that failed other than by a full spool: the figures of
 	// otelaudit.exporter.errors{kind}.
 	WriteErrors, ReplayErrors, SpoolErrors int64
+	// SpoolBacklog is the number of spooled batches not yet replayed
+	// (zero without a spool): the spool is drained when it is zero.
+	SpoolBacklog int
 }
 
 // Stats returns the exporter's running totals.

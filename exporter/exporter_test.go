@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,12 +57,31 @@ func emit(ctx context.Context, l log.Logger, ts time.Time, attrs []attribute.Key
 	l.Emit(ctx, r)
 }
 
+// capture keeps a copy of every batch the processor exports.
+type capture struct {
+	*exporter.Exporter
+	mu      sync.Mutex
+	batches [][]sdklog.Record
+}
+
+func (c *capture) Export(ctx context.Context, records []sdklog.Record) error {
+	b := make([]sdklog.Record, len(records))
+	for i := range records {
+		b[i] = records[i].Clone()
+	}
+	c.mu.Lock()
+	c.batches = append(c.batches, b)
+	c.mu.Unlock()
+	return c.Exporter.Export(ctx, records)
+}
+
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
 	exp, url := newExporter(t)
+	captured := &capture{Exporter: exp}
 	lp := sdklog.NewLoggerProvider(
 		sdklog.WithResource(resource.NewSchemaless(attribute.String("service.name", "gw"))),
-		sdklog.WithProcessor(exporter.NewProcessor(exp)),
+		sdklog.WithProcessor(exporter.NewProcessor(captured)),
 	)
 	ctx := context.Background()
 	tid, _ := trace.TraceIDFromHex("0102030405060708090a0b0c0d0e0f10")
@@ -121,9 +141,27 @@ func TestEndToEnd(t *testing.T) {
 	check("service_name", svc, "gw")
 	check("attributes", attrs, `{"mcp.method.name": "tools/call", "gen_ai.operation.name": "execute_tool"}`)
 
-	// Replaying the same batch leaves the row once.
+	// Replaying the same batch (as a retry or a spool replay does) leaves
+	// the row once.
 	if err := lp.Shutdown(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if len(captured.batches) != 1 {
+		t.Fatalf("%d batches exported, want 1", len(captured.batches))
+	}
+	e2, err := exporter.New(ctx, exporter.WithDatabaseURL(url), exporter.WithMigrate(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Shutdown(ctx)
+	if err := e2.Export(ctx, captured.batches[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_log`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("rows after the replay = %d (%v), want 1", n, err)
+	}
+	if st := e2.Stats(); st.Duplicates != 1 || st.Written != 0 {
+		t.Errorf("replay stats %+v, want 1 duplicate, nothing written", st)
 	}
 }
 
@@ -178,6 +216,9 @@ func TestShutdownContract(t *testing.T) {
 	}
 	if err := exp.Export(ctx, []sdklog.Record{record(call(uuid.Must(uuid.NewV7()), "late")...)}); !errors.Is(err, sdklog.ErrExporterShutdown) {
 		t.Errorf("Export after Shutdown = %v, want ErrExporterShutdown", err)
+	}
+	if st := exp.Stats(); st.DroppedByReason[exporter.DropShutdown] != 1 {
+		t.Errorf("stats %+v, want the refused record counted (shutdown)", st)
 	}
 	if err := exp.ForceFlush(ctx); err != nil {
 		t.Errorf("ForceFlush after Shutdown: %v", err)

@@ -77,7 +77,7 @@ func TestProcessorCountsEveryQueueDrop(t *testing.T) {
 	otel.SetMeterProvider(mp)
 
 	stuck := &stuckExporter{release: make(chan struct{})}
-	proc := exporter.NewProcessor(stuck, sdklog.WithMaxQueueSize(100), sdklog.WithExportMaxBatchSize(10))
+	proc := exporter.NewProcessor(stuck, exporter.WithQueueSize(100), sdklog.WithExportMaxBatchSize(10))
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(proc))
 	l := lp.Logger("test")
 
@@ -140,7 +140,7 @@ func sumCounter(rm metricdata.ResourceMetrics, name, reason string) int64 {
 func TestProcessorDoesNotDropBelowCapacity(t *testing.T) {
 	t.Parallel()
 	stuck := &stuckExporter{release: make(chan struct{})}
-	proc := exporter.NewProcessor(stuck, sdklog.WithMaxQueueSize(100), sdklog.WithExportMaxBatchSize(10))
+	proc := exporter.NewProcessor(stuck, exporter.WithQueueSize(100), sdklog.WithExportMaxBatchSize(10))
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(proc))
 	for range 100 {
 		var r log.Record
@@ -159,7 +159,7 @@ func TestProcessorDoesNotDropBelowCapacity(t *testing.T) {
 func TestProcessorCountsShutdownDrops(t *testing.T) {
 	t.Parallel()
 	stuck := &stuckExporter{release: make(chan struct{})} // never released
-	proc := exporter.NewProcessor(stuck, sdklog.WithMaxQueueSize(50), sdklog.WithExportMaxBatchSize(10))
+	proc := exporter.NewProcessor(stuck, exporter.WithQueueSize(50), sdklog.WithExportMaxBatchSize(10))
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(proc))
 	for range 30 {
 		var r log.Record
@@ -175,5 +175,94 @@ func TestProcessorCountsShutdownDrops(t *testing.T) {
 	// queued at the deadline and is the processor's.
 	if d, got := proc.(interface{ Dropped() int64 }).Dropped(), stuck.received.Load(); d+got != 30 || d == 0 {
 		t.Errorf("dropped %d + handed to the exporter %d, want 30 with some dropped", d, got)
+	}
+}
+
+// queueAdmits emits total audit records into a processor whose exporter is
+// stuck and returns how many the processor dropped.
+func queueAdmits(t *testing.T, total int, opts ...sdklog.BatchProcessorOption) int64 {
+	t.Helper()
+	stuck := &stuckExporter{release: make(chan struct{})}
+	proc := exporter.NewProcessor(stuck, append(opts, sdklog.WithExportMaxBatchSize(10), sdklog.WithExportInterval(time.Hour))...)
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(proc))
+	for range total {
+		var r log.Record
+		r.SetEventName(otelaudit.EventName)
+		lp.Logger("t").Emit(context.Background(), r)
+	}
+	dropped := proc.(interface{ Dropped() int64 }).Dropped()
+	close(stuck.release)
+	if err := lp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := stuck.exported.Load(); got+dropped != int64(total) {
+		t.Errorf("exported %d + dropped %d != %d: records lost silently", got, dropped, total)
+	}
+	return dropped
+}
+
+// The queue size comes from WithQueueSize, else OTEL_BLRP_MAX_QUEUE_SIZE
+// (as the SDK reads it), else the SDK's default; the processor and the
+// SDK's queue always agree, so every record is exported or counted.
+func TestProcessorQueueSize(t *testing.T) {
+	// At most the queue plus the batches that left it (10 each, the
+	// exporter takes one and blocks) are admitted.
+	if d := queueAdmits(t, 1000, exporter.WithQueueSize(30)); d < 1000-30-20 {
+		t.Errorf("WithQueueSize(30): dropped %d of 1000, want at least %d", d, 1000-30-20)
+	}
+	t.Setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "40")
+	if d := queueAdmits(t, 1000); d < 1000-40-20 {
+		t.Errorf("OTEL_BLRP_MAX_QUEUE_SIZE=40: dropped %d of 1000", d)
+	}
+	if d := queueAdmits(t, 1000, exporter.WithQueueSize(200)); d < 1000-200-20 || d > 1000-200 {
+		t.Errorf("WithQueueSize(200) over the environment: dropped %d of 1000", d)
+	}
+	t.Setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "not-a-number")
+	if d := queueAdmits(t, 1000); d != 0 {
+		t.Errorf("default queue (2048): dropped %d of 1000", d)
+	}
+	// A sdklog.WithMaxQueueSize of its own would make the SDK's queue and
+	// the processor's count disagree: NewProcessor's size wins.
+	if d := queueAdmits(t, 1000, sdklog.WithMaxQueueSize(5)); d != 0 {
+		t.Errorf("sdklog.WithMaxQueueSize(5) among the options: dropped %d of 1000, want the default queue", d)
+	}
+}
+
+// Records emitted to a processor after its Shutdown are counted (reason
+// shutdown) and reported, not lost silently.
+func TestProcessorCountsRecordsAfterShutdown(t *testing.T) {
+	h := &handled{}
+	otel.SetErrorHandler(h)
+	defer otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
+	reader := sdkmetric.NewManualReader()
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+
+	stuck := &stuckExporter{release: make(chan struct{})}
+	close(stuck.release)
+	proc := exporter.NewProcessor(stuck)
+	if err := proc.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		var r sdklog.Record
+		r.SetEventName(otelaudit.EventName)
+		if err := proc.OnEmit(context.Background(), &r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := proc.(interface{ Dropped() int64 }).Dropped(); d != 3 {
+		t.Errorf("dropped %d, want 3", d)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if got := sumCounter(rm, "otelaudit.records.dropped", exporter.DropShutdown); got != 3 {
+		t.Errorf("metric otelaudit.records.dropped{reason=shutdown} = %d, want 3", got)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.errs) == 0 {
+		t.Error("the drops were not reported through otel.Handle")
 	}
 }

@@ -65,7 +65,7 @@ func otlpProvider(tb testing.TB, queueSize int, opts ...otlploghttp.Option) *sdk
 // full), 1024 records per export.
 func batchOptions(queueSize int) []sdklog.BatchProcessorOption {
 	return []sdklog.BatchProcessorOption{
-		sdklog.WithMaxQueueSize(queueSize),
+		exporter.WithQueueSize(queueSize), // the processor must know the size it guards
 		sdklog.WithExportMaxBatchSize(1024),
 		sdklog.WithExportInterval(100 * time.Millisecond),
 	}

@@ -27,6 +27,9 @@ type Stats struct {
 	// ReplayErrors are failed replays of spooled batches; SpoolErrors are
 	// spool appends that failed for another reason than a full spool.
 	WriteErrors, ReplayErrors, SpoolErrors int64
+	// SpoolBacklog is the number of batches in the spool not yet replayed
+	// (read from the spool, not counted).
+	SpoolBacklog int
 }
 
 // counter is one figure: an atomic total and its instrument, added together.
@@ -144,6 +147,9 @@ func (d *Delivery) Stats() Stats {
 		WriteErrors:     a.errors["write"].n.Load(),
 		ReplayErrors:    a.errors["replay"].n.Load(),
 		SpoolErrors:     a.errors["spool_append"].n.Load(),
+	}
+	if d.cfg.Spool != nil {
+		s.SpoolBacklog = d.cfg.Spool.Len()
 	}
 	for r, c := range a.dropped {
 		if n := c.n.Load(); n > 0 {

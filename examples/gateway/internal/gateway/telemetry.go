@@ -111,7 +111,7 @@ func NewTelemetry(ctx context.Context, cfg *Config) (*Telemetry, error) {
 func batchOptions(a AuditConfig) []sdklog.BatchProcessorOption {
 	var opts []sdklog.BatchProcessorOption
 	if a.MaxQueueSize > 0 {
-		opts = append(opts, sdklog.WithMaxQueueSize(a.MaxQueueSize))
+		opts = append(opts, exporter.WithQueueSize(a.MaxQueueSize)) // exporter.NewProcessor must know the size it guards
 	}
 	if a.MaxBatchSize > 0 {
 		opts = append(opts, sdklog.WithExportMaxBatchSize(a.MaxBatchSize))
