@@ -53,22 +53,27 @@ func WithPublicKey(key ed25519.PublicKey) Option { return func(c *config) { c.pu
 
 // WithAnchor compares the chain with checkpoints kept outside the database
 // (see integrity.ReadAnchor); this is what catches tail truncation and a
-// restore from an older copy.
+// restore from an older copy. Several anchors add up.
 func WithAnchor(entries []integrity.AnchorEntry) Option {
-	return func(c *config) { c.anchor, c.anchorSet = entries, true }
+	return func(c *config) { c.anchor, c.anchorSet = append(c.anchor, entries...), true }
 }
 
-// WithAnchorFile is [WithAnchor] with the checkpoints of a JSON Lines file.
+// WithAnchorFile is [WithAnchor] with the checkpoints of a JSON Lines file
+// (the exporter's WithAnchorFile writes one).
 func WithAnchorFile(path string) Option {
 	return func(c *config) {
 		c.anchorSet = true
 		f, err := os.Open(path)
 		if err != nil {
-			c.anchorErr = fmt.Errorf("verify: open anchor: %w", err)
+			c.anchorErr = errors.Join(c.anchorErr, fmt.Errorf("verify: open anchor: %w", err))
 			return
 		}
 		defer f.Close()
-		c.anchor, c.anchorErr = integrity.ReadAnchor(f)
+		entries, err := integrity.ReadAnchor(f)
+		if err != nil {
+			c.anchorErr = errors.Join(c.anchorErr, fmt.Errorf("verify: anchor %s: %w", path, err))
+		}
+		c.anchor = append(c.anchor, entries...)
 	}
 }
 
