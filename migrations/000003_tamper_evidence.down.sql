@@ -2,6 +2,7 @@
 -- triggers and the integrity columns (their values are lost).
 DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log;
 DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log;
+DROP TABLE IF EXISTS audit_log_retention;
 DROP TABLE IF EXISTS audit_log_checkpoints;
 DROP TABLE IF EXISTS audit_log_seals;
 DROP FUNCTION IF EXISTS audit_log_refuse_change();

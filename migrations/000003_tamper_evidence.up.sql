@@ -49,6 +49,22 @@ CREATE TABLE audit_log_checkpoints (
 );
 CREATE INDEX audit_log_checkpoints_stream_idx ON audit_log_checkpoints (stream_id, seq);
 
+-- Retention marks: before retention drops a partition (or trims the
+-- default partition), it records here, for each stream with batch seals in
+-- the range, the last such seal and its hash. Verify then expects those
+-- seals' rows in the range to be gone and checks the rest of the chain as
+-- usual (seals are never dropped: about 150 bytes a committed batch).
+CREATE TABLE audit_log_retention (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    partition_name TEXT        NOT NULL,
+    range_from     TIMESTAMPTZ NULL,
+    range_to       TIMESTAMPTZ NOT NULL,
+    stream_id      UUID        NOT NULL,
+    last_seq       BIGINT      NOT NULL,
+    last_seal_hash BYTEA       NOT NULL,
+    recorded_at    TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
 -- Append-only. To repair a mistake deliberately, the table owner (or a
 -- superuser) disables the trigger for one transaction, and verify will then
 -- report the change as tampering, which is what it is:
@@ -89,6 +105,10 @@ CREATE TRIGGER audit_log_checkpoints_append_only BEFORE UPDATE OR DELETE ON audi
     FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
 CREATE TRIGGER audit_log_checkpoints_no_truncate BEFORE TRUNCATE ON audit_log_checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
+CREATE TRIGGER audit_log_retention_append_only BEFORE UPDATE OR DELETE ON audit_log_retention
+    FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
+CREATE TRIGGER audit_log_retention_no_truncate BEFORE TRUNCATE ON audit_log_retention
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
 
 -- Schema v2's maintenance functions may move and trim the default
 -- partition's rows (see audit_log_refuse_change).
@@ -109,13 +129,13 @@ $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'otelaudit_writer') THEN
-        GRANT SELECT, INSERT ON audit_log_seals, audit_log_checkpoints TO otelaudit_writer;
+        GRANT SELECT, INSERT ON audit_log_seals, audit_log_checkpoints, audit_log_retention TO otelaudit_writer;
         -- A replayed batch's INSERT ... ON CONFLICT DO NOTHING RETURNING
         -- seal_pos tells the sealing step which rows it inserted.
         GRANT SELECT (seal_pos) ON audit_log TO otelaudit_writer;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'otelaudit_reader') THEN
-        GRANT SELECT ON audit_log_seals, audit_log_checkpoints TO otelaudit_reader;
+        GRANT SELECT ON audit_log_seals, audit_log_checkpoints, audit_log_retention TO otelaudit_reader;
     END IF;
 END
 $$;

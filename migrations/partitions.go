@@ -178,6 +178,9 @@ func DropPartitions(ctx context.Context, db DB, olderThan time.Time, opts ...Opt
 			if _, err := tx.Exec(ctx, "SELECT * FROM "+cfg.fn("begin_drop")+"($1)", p.Name); err != nil {
 				return err
 			}
+			if err := recordRetention(ctx, tx, cfg, p); err != nil {
+				return err
+			}
 			if cfg.beforeDrop != nil {
 				if err := cfg.beforeDrop(ctx, tx, p); err != nil {
 					return fmt.Errorf("before-drop hook: %w", err)
@@ -205,6 +208,9 @@ func DropPartitions(ctx context.Context, db DB, olderThan time.Time, opts ...Opt
 		}
 		if n == 0 {
 			return nil
+		}
+		if err := recordRetention(ctx, tx, cfg, def); err != nil {
+			return err
 		}
 		if cfg.beforeDrop != nil {
 			if err := cfg.beforeDrop(ctx, tx, def); err != nil {

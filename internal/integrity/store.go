@@ -177,3 +177,22 @@ func ReadHead(ctx context.Context, db DB, t Tables, stream uuid.UUID) (seq int64
 	copy(hash[:], h)
 	return seq, hash, Kind(k), true, nil
 }
+
+// RecordRetention records, in tx, that the rows of the audit table with
+// "timestamp" in [from, to) (from zero: everything before to) in partition
+// are about to be dropped: for each stream with batch seals in that range,
+// its last such seal and that seal's hash go to the retention table. It
+// returns how many streams it recorded. Call it in the dropping transaction,
+// after the partition is locked.
+func RecordRetention(ctx context.Context, tx DB, t Tables, partition string, from, to time.Time) (int64, error) {
+	retention := pgx.Identifier{t.name + "_retention"}.Sanitize()
+	tag, err := tx.Exec(ctx, `INSERT INTO `+retention+` (partition_name, range_from, range_to, stream_id, last_seq, last_seal_hash)
+		SELECT $1, $2, $3, s.stream_id, s.seq, s.seal_hash FROM (
+			SELECT DISTINCT ON (stream_id) stream_id, seq, seal_hash FROM `+t.Seals+`
+			WHERE kind = 'batch' AND first_ts < $3 AND ($2::timestamptz IS NULL OR last_ts >= $2)
+			ORDER BY stream_id, seq DESC) s`, partition, nullTime(from), to)
+	if err != nil {
+		return 0, fmt.Errorf("integrity: record retention of %s: %w", partition, err)
+	}
+	return tag.RowsAffected(), nil
+}
