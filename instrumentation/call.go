@@ -100,19 +100,26 @@ func statusOf(err error) otelaudit.Status {
 	}
 }
 
-// contextStatus returns the outcome of a call that failed while ctx was done:
-// timeout when its deadline passed, cancelled when it was cancelled (by the
-// client, as MCP's notifications/cancelled does), and false while ctx is not
-// done.
-func contextStatus(ctx context.Context) (otelaudit.Status, bool) {
-	switch err := ctx.Err(); {
-	case err == nil:
-		return "", false
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded):
-		return otelaudit.StatusTimeout, true
-	default:
-		return otelaudit.StatusCancelled, true
+// contextStatus returns the outcome and error.type of a call that failed
+// while ctx was done, and false while ctx is not done. The cause of ctx
+// decides (context.Cause): a passed deadline is timeout, a plain
+// cancellation (the client's, as MCP's notifications/cancelled does) is
+// cancelled, and a cause of its own (context.WithCancelCause, say a gateway
+// shutting down) is classified like Call.Err.
+func contextStatus(ctx context.Context) (otelaudit.Status, string, bool) {
+	if ctx.Err() == nil {
+		return "", "", false
 	}
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, context.DeadlineExceeded):
+		return otelaudit.StatusTimeout, otelaudit.ErrorTypeTimeout, true
+	case errors.Is(cause, context.Canceled):
+		return otelaudit.StatusCancelled, otelaudit.ErrorTypeCancelled, true
+	}
+	c := Call{Err: cause}
+	st := c.status()
+	return st, c.errorType(st), true
 }
 
 // errorType returns error.type for a call that did not succeed: the Call's

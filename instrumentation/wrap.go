@@ -155,8 +155,8 @@ func (a *Auditor) Invoke(ctx context.Context, req ToolRequest, next ToolHandler)
 	if err != nil || res.IsError {
 		// A call that failed once its context was done failed because of
 		// it, whatever error the handler made of that.
-		if st, ok := contextStatus(ctx); ok {
-			c.Status, c.ErrorType = st, ""
+		if st, et, ok := contextStatus(ctx); ok {
+			c.Status, c.ErrorType = st, et
 		}
 	}
 	if err == nil && res.IsError {

@@ -254,6 +254,10 @@ func TestWrapContextDone(t *testing.T) {
 		}, ToolResult{}, errors.New("backend: stream closed"), otelaudit.StatusTimeout},
 		{"cancelled, success", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
 			ToolResult{}, nil, otelaudit.StatusOK},
+		{"cancelled with a cause of its own", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			return ctx, func() { cancel(errShutdown) }
+		}, ToolResult{}, errors.New("backend: stream closed"), otelaudit.StatusError},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
@@ -270,10 +274,19 @@ func TestWrapContextDone(t *testing.T) {
 			if got := attrs[otelaudit.ResponseStatusKey].AsString(); got != string(tt.status) {
 				t.Errorf("status %q, want %q", got, tt.status)
 			}
-			wantType := map[otelaudit.Status]string{otelaudit.StatusCancelled: otelaudit.ErrorTypeCancelled, otelaudit.StatusTimeout: otelaudit.ErrorTypeTimeout}[tt.status]
+			wantType := map[otelaudit.Status]string{otelaudit.StatusCancelled: otelaudit.ErrorTypeCancelled, otelaudit.StatusTimeout: otelaudit.ErrorTypeTimeout, otelaudit.StatusError: "shutdown"}[tt.status]
 			if got := attrs[otelaudit.ErrorTypeKey].AsString(); got != wantType {
 				t.Errorf("error.type %q, want %q", got, wantType)
 			}
 		})
 	}
 }
+
+// errShutdown is a cancellation cause of its own, as a gateway shutting down
+// would use.
+var errShutdown = shutdownError{}
+
+type shutdownError struct{}
+
+func (shutdownError) Error() string     { return "gateway shutting down" }
+func (shutdownError) ErrorType() string { return "shutdown" }
