@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
-)
 
-// MaxDepth is the deepest nesting of objects and arrays stored as JSON.
-// PostgreSQL parses JSONB recursively and refuses very deep documents; a
-// deeper value is kept as a JSON string instead.
-const MaxDepth = 256
+	"github.com/sentinel-gateway/otelaudit"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -67,12 +66,19 @@ func appendString(dst []byte, s string) ([]byte, bool) {
 	return append(dst, '"'), changed
 }
 
-// appendValue appends v as JSON. It reports whether anything had to be
-// changed to make it storable (sanitised text, non-finite floats, depth).
+// appendValue appends v, at nesting depth depth (1 for a top-level value),
+// as JSON. An array or object deeper than otelaudit.MaxJSONDepth is replaced
+// by otelaudit.DepthLimitValue; scalars are never cut. It reports whether
+// anything had to be changed to make it storable (sanitised text,
+// non-finite floats, depth).
 func appendValue(dst []byte, v attribute.Value, depth int) ([]byte, bool) {
-	if depth > MaxDepth {
-		s, _ := appendString(nil, v.Emit())
-		return appendString(dst, string(s))
+	switch v.Type() {
+	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE,
+		attribute.SLICE, attribute.MAP:
+		if depth > otelaudit.MaxJSONDepth {
+			dst, _ = appendString(dst, otelaudit.DepthLimitValue)
+			return dst, true
+		}
 	}
 	switch v.Type() {
 	case attribute.BOOL:
@@ -193,7 +199,7 @@ func checkJSON(b []byte) jsonVerdict {
 	if !json.Valid(b) {
 		return jsonInvalid
 	}
-	if maxDepth > MaxDepth {
+	if maxDepth > otelaudit.MaxJSONDepth {
 		return jsonTooDeep
 	}
 	if escapes {
@@ -203,7 +209,11 @@ func checkJSON(b []byte) jsonVerdict {
 }
 
 // rewriteJSON decodes valid JSON text and encodes it again with every string
-// sanitised. Numbers keep their exact text.
+// sanitised, object keys sorted (the same text maps to the same bytes, so a
+// derived request id is stable) and arrays and objects deeper than
+// otelaudit.MaxJSONDepth replaced by otelaudit.DepthLimitValue. Numbers
+// keep their exact text. It reports false, leaving dst as it was, for text
+// it cannot decode.
 func rewriteJSON(dst, b []byte) ([]byte, bool) {
 	b = bytes.ToValidUTF8(b, []byte("\uFFFD"))
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -212,10 +222,17 @@ func rewriteJSON(dst, b []byte) ([]byte, bool) {
 	if err := dec.Decode(&v); err != nil {
 		return dst, false
 	}
-	return appendAny(dst, v), true
+	return appendAny(dst, v, 1), true
 }
 
-func appendAny(dst []byte, v any) []byte {
+func appendAny(dst []byte, v any, depth int) []byte {
+	switch v.(type) {
+	case []any, map[string]any:
+		if depth > otelaudit.MaxJSONDepth {
+			dst, _ = appendString(dst, otelaudit.DepthLimitValue)
+			return dst
+		}
+	}
 	switch x := v.(type) {
 	case nil:
 		return append(dst, "null"...)
@@ -232,20 +249,18 @@ func appendAny(dst []byte, v any) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendAny(dst, e)
+			dst = appendAny(dst, e, depth+1)
 		}
 		return append(dst, ']')
 	case map[string]any:
 		dst = append(dst, '{')
-		i := 0
-		for k, e := range x {
+		for i, k := range slices.Sorted(maps.Keys(x)) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			i++
 			dst, _ = appendString(dst, k)
 			dst = append(dst, ':')
-			dst = appendAny(dst, e)
+			dst = appendAny(dst, x[k], depth+1)
 		}
 		return append(dst, '}')
 	}

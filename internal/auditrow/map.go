@@ -9,18 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/sentinel-gateway/otelaudit"
+	"github.com/sentinel-gateway/otelaudit/internal/bound"
 )
-
-// DefaultMaxArgsBytes is the largest request_args document stored as it is.
-// The middleware already limits arguments (64 KiB by default); this bound
-// only protects the database from records made elsewhere.
-const DefaultMaxArgsBytes = 1 << 20
 
 // requestIDSpace is the UUIDv5 namespace of request ids derived by the
 // mapping, for records without one or with one that is not a UUID.
@@ -30,8 +25,18 @@ var requestIDSpace = uuid.MustParse("6f1d3c2e-8a4b-5c7d-9e0f-a1b2c3d4e5f6")
 // arena that [Mapper.Reset] recycles: rows must not be used after Reset. A
 // Mapper is not safe for concurrent use.
 type Mapper struct {
-	// MaxArgsBytes bounds request_args; zero means DefaultMaxArgsBytes.
+	// MaxArgsBytes bounds request_args; zero or less means
+	// otelaudit.MaxStoredArgsBytes, which is also the largest allowed.
 	MaxArgsBytes int
+	// MaxFieldBytes bounds each of the tool name, backend name, subject,
+	// role, response status, service name, MCP method, MCP session id and
+	// JSON-RPC id; zero or less means otelaudit.DefaultMaxFieldBytes. Set
+	// it like the instrumentation's limit. Values much above 2,000 bytes can
+	// exceed PostgreSQL's index row limit for the indexed columns.
+	MaxFieldBytes int
+	// MaxErrorBytes bounds the error text; zero or less means
+	// otelaudit.DefaultMaxErrorBytes.
+	MaxErrorBytes int
 	// Now supplies the timestamp of a record that has none; nil is time.Now.
 	Now func() time.Time
 
@@ -40,6 +45,7 @@ type Mapper struct {
 	issues  []string
 	missing []string
 	raw     []attribute.KeyValue
+	cut     []attribute.KeyValue // markers of cut fields, for the attributes
 }
 
 // Reset lets the mapper reuse the memory of rows it mapped before.
@@ -62,7 +68,7 @@ func (m *Mapper) MapAll(dst []Row, recs []Record) ([]Row, int) {
 
 // Map maps one record to a row. It never fails; see the package doc.
 func (m *Mapper) Map(rec *Record) Row {
-	m.issues, m.missing, m.raw = m.issues[:0], m.missing[:0], m.raw[:0]
+	m.issues, m.missing, m.raw, m.cut = m.issues[:0], m.missing[:0], m.raw[:0], m.cut[:0]
 	var (
 		row                     Row
 		haveID, haveSubject     bool
@@ -87,7 +93,7 @@ func (m *Mapper) Map(rec *Record) Row {
 		attrs = append(attrs, ':')
 		attrs, c2 = appendValue(attrs, v, 1)
 		if c1 || c2 {
-			m.issues = append(m.issues, key+": sanitised (NUL, invalid UTF-8, non-finite number or nesting deeper than "+strconv.Itoa(MaxDepth)+")")
+			m.issue("%s: sanitised (NUL, invalid UTF-8, non-finite number or nesting deeper than %d)", truncate(key, 64), otelaudit.MaxJSONDepth)
 		}
 	}
 
@@ -96,17 +102,20 @@ func (m *Mapper) Map(rec *Record) Row {
 		case otelaudit.RequestIDKey:
 			requestID, haveID = kv.Value, true
 		case otelaudit.UserIDKey:
-			row.ClientSubject, haveSubject = m.text(kv), true
+			row.ClientSubject, haveSubject = m.text(kv, m.fieldLimit()), true
 		case otelaudit.UserRolesKey:
 			row.ClientRole, haveRole = m.roles(kv), true
 		case otelaudit.ToolNameKey:
-			row.ToolName, haveTool = m.text(kv), true
+			row.ToolName, haveTool = m.text(kv, m.fieldLimit()), true
 		case otelaudit.BackendNameKey:
-			row.BackendName, haveBackend = m.text(kv), true
+			row.BackendName, haveBackend = m.text(kv, m.fieldLimit()), true
 		case otelaudit.ResponseStatusKey:
-			row.ResponseStatus, haveStatus = m.text(kv), true
+			row.ResponseStatus, haveStatus = m.text(kv, m.fieldLimit()), true
 		case otelaudit.ErrorMessageKey:
-			row.ErrorMessage = m.text(kv)
+			row.ErrorMessage = m.text(kv, m.errorLimit())
+		case otelaudit.MCPMethodNameKey, otelaudit.MCPSessionIDKey, otelaudit.JSONRPCRequestIDKey:
+			// Capped fields kept in the attributes object.
+			addAttr(string(kv.Key), m.attrField(kv))
 		case otelaudit.LatencyMSKey:
 			row.LatencyMS, haveLatency = m.latency(kv), true
 		case otelaudit.ToolCallArgumentsKey:
@@ -132,7 +141,7 @@ func (m *Mapper) Map(rec *Record) Row {
 	if rec.SpanID.IsValid() {
 		row.SpanID = rec.SpanID.String()
 	}
-	row.ServiceName = m.sanitise("service.name", rec.ServiceName)
+	row.ServiceName = m.bounded("service.name", rec.ServiceName, m.fieldLimit())
 	if haveArgs {
 		row.RequestArgs = m.args(args)
 	}
@@ -149,6 +158,9 @@ func (m *Mapper) Map(rec *Record) Row {
 			m.issues = append(m.issues, k+": missing")
 		}
 	}
+	for _, kv := range m.cut {
+		addAttr(string(kv.Key), kv.Value)
+	}
 	if len(m.raw) > 0 {
 		addAttr(RawKey, attribute.MapValue(m.raw...))
 	}
@@ -156,11 +168,65 @@ func (m *Mapper) Map(rec *Record) Row {
 		addAttr(IssuesKey, attribute.StringSliceValue(m.issues))
 	}
 	attrs = append(attrs, '}')
+	if len(attrs) > otelaudit.MaxStoredArgsBytes {
+		attrs = m.attrsMarker(attrs)
+	}
 	m.scratch = attrs
 	if !first {
 		row.Attributes = m.keep(attrs)
 	}
 	return row
+}
+
+// attrsMarker replaces an attributes object larger than
+// otelaudit.MaxStoredArgsBytes with a marker of its size and SHA-256 and
+// the mapping's issues, in m.scratch's memory after doc.
+func (m *Mapper) attrsMarker(doc []byte) []byte {
+	sum := sha256.Sum256(doc)
+	out := fmt.Appendf(doc[len(doc):], `{"%s":true,"%s":%d,"%s":"%s",`, otelaudit.MarkerTruncatedKey,
+		otelaudit.MarkerSizeKey, len(doc), otelaudit.MarkerSHA256Key, hex.EncodeToString(sum[:]))
+	out, _ = appendString(out, IssuesKey)
+	out = append(out, ':')
+	m.issue("attributes: %d bytes exceed the %d-byte limit; replaced by a size and SHA-256 marker", len(doc), otelaudit.MaxStoredArgsBytes)
+	if len(m.issues) > 64 {
+		m.issues = append(m.issues[:63], m.issues[len(m.issues)-1])
+	}
+	out, _ = appendValue(out, attribute.StringSliceValue(m.issues), 1)
+	return append(out, '}')
+}
+
+func (m *Mapper) fieldLimit() int {
+	if m.MaxFieldBytes > 0 {
+		return m.MaxFieldBytes
+	}
+	return otelaudit.DefaultMaxFieldBytes
+}
+
+func (m *Mapper) errorLimit() int {
+	if m.MaxErrorBytes > 0 {
+		return m.MaxErrorBytes
+	}
+	return otelaudit.DefaultMaxErrorBytes
+}
+
+// bounded makes s storable in a TEXT column and cuts it to limit bytes
+// (see bound.String). A value that is only sanitised keeps its raw value
+// (base64) in RawKey; one that is cut gets the size and SHA-256 of the
+// original under otelaudit.TruncatedSizeKey and TruncatedSHA256Key.
+func (m *Mapper) bounded(key, s string, limit int) string {
+	out, changed := bound.String(s, limit)
+	if !changed {
+		return s
+	}
+	if len(s) <= limit {
+		m.keepRaw(key, attribute.StringValue(base64.StdEncoding.EncodeToString([]byte(s))))
+		m.issue("%s: NUL bytes or invalid UTF-8 replaced by U+FFFD (raw value base64-encoded in %s)", truncate(key, 64), RawKey)
+		return out
+	}
+	size, sum := bound.Markers(attribute.Key(key), s)
+	m.cut = append(m.cut, size, sum)
+	m.issue("%s: %d bytes cut to %d (size and SHA-256 of the original in %s)", truncate(key, 64), len(s), limit, otelaudit.TruncatedSizeKey(attribute.Key(key)))
+	return out
 }
 
 // keep copies b into the arena and returns the copy.
@@ -179,44 +245,63 @@ func (m *Mapper) keepRaw(key string, v attribute.Value) {
 	m.raw = append(m.raw, attribute.KeyValue{Key: attribute.Key(key), Value: v})
 }
 
-// sanitise makes s storable in a TEXT column.
-func (m *Mapper) sanitise(key, s string) string {
-	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
-		return s
+// keepRawBounded keeps the raw value of a column the mapping changed when
+// its text fits in limit bytes; a larger one is described by its size and
+// SHA-256 instead, so that the raw copy never undoes a cap.
+func (m *Mapper) keepRawBounded(key string, v attribute.Value, limit int) {
+	if v.Type() == attribute.STRING && len(v.AsString()) <= limit && bound.Clean(v.AsString()) {
+		m.keepRaw(key, v)
+		return
 	}
-	m.keepRaw(key, attribute.StringValue(base64.StdEncoding.EncodeToString([]byte(s))))
-	m.issue("%s: NUL bytes or invalid UTF-8 replaced by U+FFFD (raw value base64-encoded in %s)", key, RawKey)
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+	if text := v.Emit(); len(text) > limit || !bound.Clean(text) {
+		size, sum := bound.Markers(attribute.Key(key), text)
+		m.cut = append(m.cut, size, sum)
+		return
+	}
+	m.keepRaw(key, v)
 }
 
-// text maps a string attribute to a TEXT column.
-func (m *Mapper) text(kv attribute.KeyValue) string {
+// text maps a string attribute to a TEXT column of at most limit bytes.
+func (m *Mapper) text(kv attribute.KeyValue, limit int) string {
 	if kv.Value.Type() == attribute.STRING {
-		return m.sanitise(string(kv.Key), kv.Value.AsString())
+		return m.bounded(string(kv.Key), kv.Value.AsString(), limit)
 	}
-	m.keepRaw(string(kv.Key), kv.Value)
+	m.keepRawBounded(string(kv.Key), kv.Value, limit)
 	m.issue("%s: expected STRING, got %s; stored as text", kv.Key, kv.Value.Type())
-	return m.sanitise(string(kv.Key), kv.Value.Emit())
+	s, _ := bound.String(kv.Value.Emit(), limit)
+	return s
+}
+
+// attrField bounds an attribute kept in the attributes object that has a
+// field limit (MCP method, session id, JSON-RPC id): a string, or any value
+// that is not a number or a boolean, is stored as text of at most the
+// limit.
+func (m *Mapper) attrField(kv attribute.KeyValue) attribute.Value {
+	switch kv.Value.Type() {
+	case attribute.INT64, attribute.FLOAT64, attribute.BOOL:
+		return kv.Value
+	}
+	return attribute.StringValue(m.text(kv, m.fieldLimit()))
 }
 
 // roles joins user.roles with commas.
 func (m *Mapper) roles(kv attribute.KeyValue) string {
+	key, limit := string(kv.Key), m.fieldLimit()
 	switch kv.Value.Type() {
 	case attribute.STRINGSLICE:
 		roles := kv.Value.AsStringSlice()
 		if len(roles) == 1 {
-			return m.sanitise(string(kv.Key), roles[0])
+			return m.bounded(key, roles[0], limit)
 		}
-		return m.sanitise(string(kv.Key), strings.Join(roles, ","))
+		return m.bounded(key, strings.Join(roles, ","), limit)
 	case attribute.SLICE:
 		parts := make([]string, 0, 4)
 		for _, v := range kv.Value.AsSlice() {
 			parts = append(parts, v.Emit())
 		}
-		return m.sanitise(string(kv.Key), strings.Join(parts, ","))
+		return m.bounded(key, strings.Join(parts, ","), limit)
 	}
-	return m.text(kv)
+	return m.text(kv, limit)
 }
 
 func (m *Mapper) latency(kv attribute.KeyValue) int64 {
@@ -235,13 +320,13 @@ func (m *Mapper) latency(kv attribute.KeyValue) int64 {
 		}
 	case attribute.STRING:
 		if n, err := strconv.ParseInt(strings.TrimSpace(v.AsString()), 10, 64); err == nil {
-			m.keepRaw(string(kv.Key), v)
+			m.keepRawBounded(string(kv.Key), v, m.fieldLimit())
 			m.issue("%s: expected INT64, got STRING; parsed", kv.Key)
 			return n
 		}
 	}
-	m.keepRaw(string(kv.Key), v)
-	m.issue("%s: %s value %q is not a number of milliseconds; stored as 0", kv.Key, v.Type(), v.Emit())
+	m.keepRawBounded(string(kv.Key), v, m.fieldLimit())
+	m.issue("%s: %s value %q is not a number of milliseconds; stored as 0", kv.Key, v.Type(), truncate(v.Emit(), 64))
 	return 0
 }
 
@@ -299,7 +384,7 @@ func (m *Mapper) args(v attribute.Value) []byte {
 		var changed bool
 		m.arena, changed = appendValue(m.arena, v, 1)
 		if changed {
-			m.issue("%s: sanitised (NUL, invalid UTF-8, non-finite number or nesting deeper than %d)", key, MaxDepth)
+			m.issue("%s: sanitised (NUL, invalid UTF-8, non-finite number or nesting deeper than %d)", key, otelaudit.MaxJSONDepth)
 		}
 		return m.limitArgs(m.arena[start:len(m.arena):len(m.arena)], start)
 	}
@@ -312,8 +397,13 @@ func (m *Mapper) args(v attribute.Value) []byte {
 		m.arena, _ = rewriteJSON(m.arena, text)
 		m.issue("%s: NUL, surrogate or invalid UTF-8 in JSON replaced by U+FFFD", key)
 	case jsonTooDeep:
-		m.arena, _ = appendString(m.arena, string(text))
-		m.issue("%s: JSON nested deeper than %d levels; stored as a JSON string", key, MaxDepth)
+		if out, ok := rewriteJSON(m.arena, text); ok {
+			m.arena = out
+			m.issue("%s: JSON nested deeper than %d levels; deeper values replaced by %q", key, otelaudit.MaxJSONDepth, otelaudit.DepthLimitValue)
+		} else {
+			m.arena, _ = appendString(m.arena, string(text))
+			m.issue("%s: JSON nested too deep to decode; stored as a JSON string", key)
+		}
 	default:
 		m.arena, _ = appendString(m.arena, string(text))
 		m.issue("%s: not valid JSON; stored as a JSON string", key)
@@ -325,15 +415,16 @@ func (m *Mapper) args(v attribute.Value) []byte {
 // marker that keeps its size and SHA-256.
 func (m *Mapper) limitArgs(doc []byte, start int) []byte {
 	limit := m.MaxArgsBytes
-	if limit <= 0 {
-		limit = DefaultMaxArgsBytes
+	if limit <= 0 || limit > otelaudit.MaxStoredArgsBytes {
+		limit = otelaudit.MaxStoredArgsBytes
 	}
 	if len(doc) <= limit {
 		return doc
 	}
 	sum := sha256.Sum256(doc)
 	m.arena = m.arena[:start]
-	m.arena = fmt.Appendf(m.arena, `{"otelaudit.truncated":true,"otelaudit.size":%d,"otelaudit.sha256":"%s"}`, len(doc), hex.EncodeToString(sum[:]))
+	m.arena = fmt.Appendf(m.arena, `{"%s":true,"%s":%d,"%s":"%s"}`, otelaudit.MarkerTruncatedKey,
+		otelaudit.MarkerSizeKey, len(doc), otelaudit.MarkerSHA256Key, hex.EncodeToString(sum[:]))
 	m.issue("%s: %d bytes exceed the %d-byte limit; replaced by a size and SHA-256 marker", otelaudit.ToolCallArgumentsKey, len(doc), limit)
 	return m.arena[start:len(m.arena):len(m.arena)]
 }
@@ -350,7 +441,7 @@ func (m *Mapper) requestID(rec *Record, v attribute.Value, present bool, attrs [
 				return id
 			}
 		}
-		m.keepRaw(key, v)
+		m.keepRawBounded(key, v, m.fieldLimit())
 		m.issue("%s: %q is not a UUID; a UUIDv5 of the raw value is used", key, truncate(raw, 64))
 		return uuid.NewSHA1(requestIDSpace, []byte(raw))
 	}
@@ -371,9 +462,11 @@ func (m *Mapper) requestID(rec *Record, v attribute.Value, present bool, attrs [
 	return uuid.NewSHA1(requestIDSpace, h.Sum(nil))
 }
 
+// truncate shortens s to about n bytes for a message, never splitting a
+// UTF-8 sequence.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	return bound.Prefix(s, n) + "…"
 }
