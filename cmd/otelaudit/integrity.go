@@ -11,8 +11,9 @@ import (
 // integrityReport is what the viewer shows about tamper evidence.
 type integrityReport struct {
 	// State: "checking", "not_sealed" (no seal tables or no seals: the
-	// trail carries no tamper evidence), "sealed" (seals exist; this build
-	// cannot verify them), "intact", "unclosed", "broken", or "error".
+	// trail carries no tamper evidence), "intact", "unclosed" (intact, but
+	// a stream has no close seal: its writer runs or was killed), "broken"
+	// (tampering found), or "error" (verification could not run).
 	State     string           `json:"state"`
 	Message   string           `json:"message"`
 	CheckedAt time.Time        `json:"checked_at,omitzero"`
@@ -32,15 +33,16 @@ type integrityEntry struct {
 // reads every row, far too slow for a page request at millions of rows, so
 // the page shows the last result and when it was computed.
 type integrityChecker struct {
-	pool  *pgxpool.Pool
-	table string
+	pool   *pgxpool.Pool
+	table  string
+	anchor string // a checkpoint anchor file to verify against, if any
 
 	mu     sync.Mutex
 	report integrityReport
 }
 
-func newIntegrityChecker(pool *pgxpool.Pool, table string) *integrityChecker {
-	return &integrityChecker{pool: pool, table: table,
+func newIntegrityChecker(pool *pgxpool.Pool, table, anchor string) *integrityChecker {
+	return &integrityChecker{pool: pool, table: table, anchor: anchor,
 		report: integrityReport{State: "checking", Message: "checking the integrity of the trail…", Streams: []integrityEntry{}}}
 }
 

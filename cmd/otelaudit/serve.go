@@ -40,6 +40,7 @@ type serveOptions struct {
 	tokenFile      string
 	traceURL       string
 	verifyInterval time.Duration
+	anchor         string
 	queryTimeout   time.Duration
 }
 
@@ -76,6 +77,7 @@ http://grafana:3000/explore?left={"datasource":"tempo","queries":[{"query":"{tra
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token the API requires (default $"+envServeToken+")")
 	fs.StringVar(&o.traceURL, "trace-url", os.Getenv("OTELAUDIT_TRACE_URL"), "URL template of a trace, with {trace_id} and {span_id} (default $OTELAUDIT_TRACE_URL)")
 	fs.DurationVar(&o.verifyInterval, "verify-interval", 15*time.Minute, "how often the integrity state is recomputed (0: only at start)")
+	fs.StringVar(&o.anchor, "anchor", "", "checkpoint anchor file (JSON Lines) the integrity check verifies against")
 	fs.DurationVar(&o.queryTimeout, "query-timeout", 10*time.Second, "longest a page's query may run")
 	return cmd
 }
@@ -104,7 +106,7 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 
 	srv := &viewer{pool: pool, table: tableName(), token: token, traceURL: o.traceURL,
 		loopback: loopback, listen: o.listen, queryTimeout: o.queryTimeout, now: time.Now}
-	srv.integrity = newIntegrityChecker(pool, tableName())
+	srv.integrity = newIntegrityChecker(pool, tableName(), o.anchor)
 	go srv.integrity.loop(ctx, o.verifyInterval)
 
 	ln, err := net.Listen("tcp", o.listen)

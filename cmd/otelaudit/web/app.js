@@ -300,7 +300,7 @@
     const rep = await api("/api/integrity");
     const box = $("integrity");
     clear(box);
-    const cls = { intact: "badge-ok", unclosed: "badge-warn", broken: "badge-bad", not_sealed: "badge-warn", sealed: "badge-muted" };
+    const cls = { intact: "badge-ok", unclosed: "badge-warn", broken: "badge-bad", not_sealed: "badge-warn", sealed: "badge-muted", error: "badge-muted" };
     const label = { intact: "intact", unclosed: "intact, unclosed", broken: "BROKEN", not_sealed: "not sealed", sealed: "sealed (not verified)",
       checking: "checking…", error: "unknown" };
     if (!rep.streams || !rep.streams.length) {
