@@ -26,7 +26,10 @@ test-root:
 	$(GO) test -race -count=1 -timeout 45m ./...
 
 # The outage test again without the race detector, which slows every call:
-# there it holds Record's p99 during a 30 s outage to the absolute 100 µs bar.
+# it prints Record's latency before, during and after a 30 s outage (the
+# figures BENCHMARKS.md records against the 100 µs p99 bar). The test itself
+# only asserts zero loss and a generous bound that catches a Record blocking
+# on I/O, so a busy machine cannot fail it.
 test-outage:
 	$(GO) test -count=1 -run '^TestOutage$$' -v ./exporter/
 

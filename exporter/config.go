@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
@@ -58,6 +59,9 @@ type config struct {
 	// tasks are the background maintenance tasks options add (partition
 	// maintenance, retention); see maintenance.go.
 	tasks []task
+	// writerOptions are handed to pgwriter.New: options that change how
+	// rows are written (sealing with a stream id and signing key) add here.
+	writerOptions []pgwriter.Option
 }
 
 func newConfig(opts []Option) config {

@@ -78,9 +78,9 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 		}
 	}
 	// The writer is made here, once; options that change how rows are
-	// written (a signing key for the integrity seals, a stream id) are
-	// config fields handed to pgwriter.New at this point.
-	writer := pgwriter.New(e.pool, cfg.table)
+	// written (the integrity seals' stream id and signing key) append to
+	// cfg.writerOptions.
+	writer := pgwriter.New(e.pool, cfg.table, cfg.writerOptions...)
 
 	dc := delivery.Config{
 		Writer:        writer,
