@@ -48,6 +48,17 @@ func run(configPath string, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
+	if cfg.Audit.IsEnabled() && cfg.AuditExporter == nil && cfg.DatabaseURL != "" && !gateway.OTLPEnabled() {
+		// As the demo does: a first run on a machine creates the database.
+		created, err := gateway.EnsureDatabase(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		if created {
+			logger.Info("created the audit database", "database_url", gateway.RedactURL(cfg.DatabaseURL))
+		}
+	}
+
 	g, err := gateway.New(ctx, cfg, logger)
 	if err != nil {
 		return fmt.Errorf("start gateway: %w", err)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/sentinel-gateway/otelaudit/examples/gateway/internal/gateway"
 )
@@ -77,6 +78,13 @@ func run(configPath string, verbose bool) error {
 	}
 	defer inventory.Close()
 
+	// The loaded configuration keeps only the tokens' hashes: the demo,
+	// acting as the clients, reads the tokens from the file itself
+	// (before Load, which unsets token_env variables).
+	tokens, err := fileTokens(configPath)
+	if err != nil {
+		return err
+	}
 	cfg, err := gateway.Load(configPath)
 	if err != nil {
 		return err
@@ -84,25 +92,20 @@ func run(configPath string, verbose bool) error {
 	cfg.DatabaseURL = dbURL
 	cfg.ServiceName = serviceName
 	cfg.CallTimeout = 2 * time.Second // so that the long sleep times out
-	if cfg.Audit.SpoolDir != "" {
-		// A spool of its own, so the demo runs next to a gateway.
-		dir, err := os.MkdirTemp("", "otelaudit-demo-spool-")
-		if err != nil {
-			return fmt.Errorf("spool directory: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		cfg.Audit.SpoolDir = dir
+	// A spool of its own (mode 0700, this user's), so the demo runs next to
+	// a gateway.
+	spool, err := os.MkdirTemp("", "otelaudit-demo-spool-")
+	if err != nil {
+		return fmt.Errorf("spool directory: %w", err)
 	}
+	defer os.RemoveAll(spool)
+	cfg.Audit.SpoolDir = spool
 	cfg.Backends = append(cfg.Backends, gateway.BackendConfig{
 		Name: "inventory", Type: gateway.BackendHTTP, URL: inventory.URL, ToolPrefix: "inventory_",
 	})
 	cfg.Roles["analyst"] = append(cfg.Roles["analyst"], "inventory_*")
 	if err := cfg.Finish(); err != nil {
 		return fmt.Errorf("config: %w", err)
-	}
-	tokens := map[string]string{}
-	for _, c := range cfg.Clients {
-		tokens[c.Subject] = c.Token
 	}
 	if tokens["alice"] == "" || tokens["bob"] == "" {
 		return errors.New("the demo expects clients alice (admin) and bob (analyst) in " + configPath)
@@ -111,6 +114,9 @@ func run(configPath string, verbose bool) error {
 	since, err := dbNow(ctx, dbURL)
 	if err != nil {
 		return err
+	}
+	if before := countRows(ctx, dbURL); before > 0 {
+		fmt.Printf("%s already holds %d audit rows from earlier runs; only this run's rows are shown below\n", gateway.RedactURL(dbURL), before)
 	}
 
 	logger := slog.New(slog.DiscardHandler)
@@ -301,6 +307,48 @@ type downstream struct {
 }
 
 func (d *downstream) Close() { _ = d.srv.Close() }
+
+// fileTokens returns the clients' tokens (token or token_env) of the
+// configuration file, by subject.
+func fileTokens(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var f struct {
+		Clients []struct {
+			Subject  string `yaml:"subject"`
+			Token    string `yaml:"token"`
+			TokenEnv string `yaml:"token_env"`
+		} `yaml:"clients"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	out := map[string]string{}
+	for _, c := range f.Clients {
+		out[c.Subject] = c.Token
+		if c.Token == "" && c.TokenEnv != "" {
+			out[c.Subject] = os.Getenv(c.TokenEnv)
+		}
+	}
+	return out, nil
+}
+
+// countRows returns how many rows audit_log holds (0 when it does not exist
+// yet).
+func countRows(ctx context.Context, dbURL string) int64 {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if conn.QueryRow(ctx, "SELECT count(*) FROM audit_log").Scan(&n) != nil {
+		return 0
+	}
+	return n
+}
 
 // dbNow returns the database's clock, which stamps created_at.
 func dbNow(ctx context.Context, dbURL string) (time.Time, error) {

@@ -161,6 +161,9 @@ func onOff(b bool) string {
 	return "off"
 }
 
+// printLimits prints the server limits in effect once per run.
+var printLimits sync.Once
+
 // measure starts a gateway with audit on or off and drives it.
 func measure(ctx context.Context, o options, audit bool, service string) (*result, error) {
 	cfg := &gateway.Config{
@@ -182,6 +185,11 @@ func measure(ctx context.Context, o options, audit bool, service string) (*resul
 	if err := cfg.Finish(); err != nil {
 		return nil, err
 	}
+	printLimits.Do(func() {
+		s := cfg.Server
+		fmt.Printf("gateway limits on (the defaults): read_header_timeout %s, read_timeout %s, idle_timeout %s, max_header_bytes %d, unauthenticated_timeout %s, max_conns_per_client %d\n",
+			s.ReadHeaderTimeout, s.ReadTimeout, s.IdleTimeout, s.MaxHeaderBytes, s.UnauthenticatedTimeout, s.MaxConnsPerClient)
+	})
 	g, err := gateway.New(ctx, cfg, nil)
 	if err != nil {
 		return nil, err

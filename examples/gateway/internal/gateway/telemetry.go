@@ -41,9 +41,10 @@ type Telemetry struct {
 	shutdownLogs func(context.Context) error
 }
 
-// otlpEnabled reports whether the OTLP environment asks for export to a
-// Collector.
-func otlpEnabled() bool {
+// OTLPEnabled reports whether the OTLP environment
+// (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) sends
+// audit records to a Collector instead of PostgreSQL.
+func OTLPEnabled() bool {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") != ""
 }
 
@@ -55,7 +56,7 @@ func NewTelemetry(ctx context.Context, cfg *Config) (*Telemetry, error) {
 	)
 	t := &Telemetry{}
 	traceOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if otlpEnabled() {
+	if OTLPEnabled() {
 		te, err := otlptracehttp.New(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: OTLP trace exporter: %w", err)
@@ -70,7 +71,7 @@ func NewTelemetry(ctx context.Context, cfg *Config) (*Telemetry, error) {
 		t.Mode = "off"
 		t.LoggerProvider = lognoop.NewLoggerProvider()
 		return t, nil
-	case otlpEnabled():
+	case OTLPEnabled():
 		t.Mode = "otlp"
 		if cfg.Audit.FailClosed || cfg.Audit.SpoolDir != "" {
 			_ = t.TracerProvider.Shutdown(ctx)
