@@ -404,9 +404,7 @@ func TestEmbeddedRecordDoesNotResync(t *testing.T) {
 	s := openT(t, dir, 1<<30)
 	inner := payload(99, 20)
 	var hdr [RecordOverhead]byte
-	binary.LittleEndian.PutUint32(hdr[0:4], recordMagic)
-	binary.LittleEndian.PutUint32(hdr[4:8], uint32(len(inner)))
-	binary.LittleEndian.PutUint32(hdr[8:12], checksum(new([20]byte), 1, 0, uint32(len(inner)), inner))
+	putHeader(new([20]byte), hdr[:], 1, 0, inner, 1, 0)
 	outer := append(append(payload(1, 8), hdr[:]...), inner...)
 	appendT(t, s, payload(0, 30))
 	appendT(t, s, outer)
