@@ -6,6 +6,7 @@
 #   make collector-validate   `otelcol-audit validate` every shipped config, with only
 #                             the variables its header marks as required set
 #   make collector-test       the pgaudit module's tests (unit, e2e, persistence)
+#   make collector-vet        go vet the pgaudit module (part of make test)
 #   make generate             re-run mdatagen on exporter/pgauditexporter/metadata.yaml
 #   make generate-check       fail when the committed generated code is not current
 #                             (part of make test)
@@ -13,7 +14,7 @@
 OTELCOL_AUDIT := collector-config/_build/otelcol-audit/otelcol-audit
 COLLECTOR_CONFIGS := collector-config/gateway.yaml collector-config/agent.yaml
 
-.PHONY: collector collector-validate collector-test generate generate-check collector-generate collector-generate-check
+.PHONY: collector collector-validate collector-test collector-vet generate generate-check collector-generate collector-generate-check
 
 collector:
 	@collector-config/build.sh
@@ -33,3 +34,8 @@ collector-generate-check:
 generate: collector-generate
 generate-check: collector-generate-check
 test: generate-check
+
+collector-vet:
+	cd exporter/pgauditexporter && $(GO) vet ./...
+
+test: collector-vet
