@@ -718,9 +718,12 @@ func (s *Spool) AppendRecords(batch []byte, records int) error {
 	}
 	seg := s.active
 	off := seg.size
-	var hdr [RecordOverhead]byte
-	putHeader(&s.scratch, hdr[:], seg.seq, off, batch, uint32(records), s.nextItem)
-	s.buf = append(append(s.buf[:0], hdr[:]...), batch...)
+	// The header is built in s.buf, which lives on the heap anyway: a
+	// local array would escape through crc32.Update (one allocation per
+	// Append).
+	var zero [RecordOverhead]byte
+	s.buf = append(append(s.buf[:0], zero[:]...), batch...)
+	putHeader(&s.scratch, s.buf[:RecordOverhead], seg.seq, off, batch, uint32(records), s.nextItem)
 	_, err := s.cfg.writeAt(seg.f, s.buf, off)
 	if err == nil && s.cfg.sync {
 		err = s.cfg.syncer.SyncFile(seg.f)
