@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +56,7 @@ type options struct {
 	dbURL            string
 	cpuprofile       string
 	gc               string
+	anonymous        int
 }
 
 func main() {
@@ -65,6 +68,7 @@ func main() {
 	flag.IntVar(&o.queue, "max-queue-size", 8192, "audit batch processor queue (records), as in gateway.yaml")
 	flag.IntVar(&o.batch, "max-batch-size", 2048, "audit batch processor export batch (records)")
 	flag.DurationVar(&o.interval, "export-interval", 200*time.Millisecond, "audit batch processor export interval")
+	flag.IntVar(&o.anonymous, "anonymous", 0, "workers flooding the gateway with unauthenticated tools/call requests (3 kB tool names, 60 kB arguments, a wrong token) beside the sessions, in both modes: authenticated rows must still equal calls")
 	flag.BoolVar(&o.discard, "discard", false, "audit on, but the records are discarded by a no-op exporter instead of written to PostgreSQL: the cost of the instrumentation alone")
 	flag.IntVar(&o.rounds, "rounds", 1, "rounds of (off, on); the order alternates each round")
 	flag.StringVar(&o.tool, "tool", "echo", "builtin tool to call: echo or add")
@@ -101,6 +105,9 @@ type result struct {
 	elapsed   time.Duration
 	rows      int64
 	flushTime time.Duration
+	// anonRequests were refused with 401 by the gateway; anonRows are the
+	// anonymous rows they became.
+	anonRequests, anonRows int64
 	// cpu is the CPU time (user+system) of this process, gateway and
 	// clients together, during the measured phase.
 	cpu time.Duration
@@ -204,7 +211,9 @@ func measure(ctx context.Context, o options, audit bool, service string) (*resul
 	go func() { served <- g.Serve(serveCtx, ln) }()
 
 	r := &result{audit: audit}
+	stopFlood := flood(ctx, o.anonymous, "http://"+ln.Addr().String()+"/mcp")
 	err = drive(ctx, o, "http://"+ln.Addr().String()+"/mcp", r)
+	stopFlood()
 
 	stop()
 	serveErr := <-served
@@ -214,10 +223,11 @@ func measure(ctx context.Context, o options, audit bool, service string) (*resul
 	if err := errors.Join(err, serveErr, closeErr); err != nil {
 		return nil, err
 	}
+	r.anonRequests = g.AnonymousStats().Requests
 	if audit && o.discard {
 		r.rows = exported.Swap(0)
 	} else if audit {
-		if r.rows, err = countRows(ctx, o.dbURL, service); err != nil {
+		if r.rows, r.anonRows, err = countRows(ctx, o.dbURL, service); err != nil {
 			return nil, err
 		}
 	}
@@ -343,6 +353,7 @@ func report(o options, results []*result) error {
 		lat                 []time.Duration
 		elapsed             time.Duration
 		calls, errors, rows int64
+		anonReq, anonRows   int64
 		flush               time.Duration
 		cpu                 time.Duration
 	}
@@ -354,6 +365,8 @@ func report(o options, results []*result) error {
 		a.calls += r.calls
 		a.errors += r.errors
 		a.rows += r.rows
+		a.anonReq += r.anonRequests
+		a.anonRows += r.anonRows
 		a.flush = max(a.flush, r.flushTime)
 		a.cpu += r.cpu
 	}
@@ -388,6 +401,16 @@ func report(o options, results []*result) error {
 		what = "records exported (discarded)"
 	}
 	fmt.Printf("audit on: %d calls, %d %s: none missing\n", on.calls, on.rows, what)
+	if o.anonymous > 0 {
+		for _, audit := range []bool{false, true} {
+			a := by[audit]
+			fmt.Printf("anonymous flood (%d workers), audit %s: %d requests refused (%.0f/s)", o.anonymous, onOff(audit), a.anonReq, float64(a.anonReq)/a.elapsed.Seconds())
+			if audit && !o.discard {
+				fmt.Printf(", %d anonymous rows", a.anonRows)
+			}
+			fmt.Println()
+		}
+	}
 	return nil
 }
 
@@ -399,16 +422,53 @@ func pct(sorted []time.Duration, q float64) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
-// countRows counts the rows of one measurement.
-func countRows(ctx context.Context, dbURL, service string) (int64, error) {
+// countRows counts the authenticated and the anonymous rows of one
+// measurement.
+func countRows(ctx context.Context, dbURL, service string) (authed, anon int64, err error) {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return 0, fmt.Errorf("connect: %w", err)
+		return 0, 0, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
-	var n int64
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM audit_log WHERE service_name = $1", service).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count rows: %w", err)
+	err = conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE client_subject <> $2), count(*) FILTER (WHERE client_subject = $2)
+		FROM audit_log WHERE service_name = $1`, service, gateway.AnonymousSubject).Scan(&authed, &anon)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count rows: %w", err)
 	}
-	return n, nil
+	return authed, anon, nil
+}
+
+// flood starts workers sending unauthenticated tools/call requests of the
+// shapes an attacker controls until the returned func is called.
+func flood(ctx context.Context, workers int, endpoint string) (stop func()) {
+	if workers <= 0 {
+		return func() {}
+	}
+	body := `{"jsonrpc":"2.0","id":{"x":1},"method":"tools/call","params":{"name":"` + strings.Repeat("t", 3000) +
+		`","arguments":{"blob":"` + strings.Repeat("x", 60_000) + `"}}}`
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	for i := range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Accept", "application/json, text/event-stream")
+				if i%2 == 0 {
+					req.Header.Set("Authorization", "Bearer not-a-token-of-the-gateway")
+				}
+				if resp, err := hc.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
 }

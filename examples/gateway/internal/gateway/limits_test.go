@@ -181,3 +181,38 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestIdleAndHeaderTimeouts: a keep-alive connection idle past
+// server.idle_timeout, and one that never finishes its headers within
+// server.read_header_timeout, are closed by the server.
+func TestIdleAndHeaderTimeouts(t *testing.T) {
+	cfg := demoConfig()
+	cfg.Server = ServerConfig{IdleTimeout: 400 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond}
+	tg := startGateway(t, cfg)
+	addr := strings.TrimPrefix(tg.base, "http://")
+	for _, c := range []struct {
+		name  string
+		send  string
+		limit time.Duration
+	}{
+		{"idle", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", cfg.Server.IdleTimeout},
+		{"slow headers", "POST /mcp HTTP/1.1\r\nHost: x\r\nAuthoriz", cfg.Server.ReadHeaderTimeout},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		start := time.Now()
+		fmt.Fprint(conn, c.send)
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = io.Copy(io.Discard, conn) // the response (if any), then EOF when the server closes
+		took := time.Since(start)
+		if err != nil {
+			t.Errorf("%s: not closed by the server: %v", c.name, err)
+		} else if took > c.limit+time.Second {
+			t.Errorf("%s: closed after %s, limit %s", c.name, took, c.limit)
+		}
+		t.Logf("%s: closed after %s (limit %s)", c.name, took.Round(time.Millisecond), c.limit)
+	}
+}
