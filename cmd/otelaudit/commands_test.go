@@ -179,7 +179,7 @@ func TestExportFormatsAndResume(t *testing.T) {
 	dir := t.TempDir()
 
 	// jsonl, oldest first, with the cursor on stderr.
-	r := mustRun(t, env, "export", "--batch", "4")
+	r := mustRun(t, env, "export")
 	all := jsonLines(t, r.stdout)
 	if len(all) != 25 || all[0]["client_subject"] != xss {
 		t.Fatalf("export: %d rows, first %v", len(all), all[0]["client_subject"])
@@ -196,7 +196,7 @@ func TestExportFormatsAndResume(t *testing.T) {
 	if cur == nil {
 		t.Fatalf("no cursor: %q", r.stderr)
 	}
-	mustRun(t, env, "export", "--format", "csv", "-o", out, "--after", cur[1], "--batch", "7")
+	mustRun(t, env, "export", "--format", "csv", "-o", out, "--after", cur[1])
 	b, _ := os.ReadFile(out)
 	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	if err != nil || len(recs) != 26 {

@@ -24,13 +24,13 @@ func newExportCmd() *cobra.Command {
 		format string
 		output string
 		after  string
-		batch  int
 	)
 	cmd := &cobra.Command{
 		Use:   "export",
 		Short: "Stream every matching call to JSON Lines, CSV or OCSF",
 		Long: `export writes every call that matches the filters, oldest first, with no row
-cap and in constant memory: it reads keyset pages of --batch rows.
+cap and in constant memory: it streams the rows in time windows, each one
+statement that PostgreSQL answers from one partition's BRIN index.
 
 Formats: jsonl (one row per line, the column names as keys), csv (a header
 line, then one row per line; JSON columns as JSON text), ocsf (one OCSF 1.3
@@ -58,9 +58,6 @@ repeated). A progress bar is shown on a terminal.`,
 			cur, err := auditquery.ParseCursor(after)
 			if err != nil {
 				return fmt.Errorf("--after: %w", err)
-			}
-			if batch < 1 {
-				return fmt.Errorf("--batch %d: want at least 1", batch)
 			}
 			ctx := cmd.Context()
 			pool, err := openPool(ctx)
@@ -135,19 +132,9 @@ repeated). A progress bar is shown on a terminal.`,
 			// rows per second of doing both in turn). Memory stays constant:
 			// a fixed number of chunks circulate.
 			err = pipeline(ctx, func(ctx context.Context, emit func(*auditquery.Row) error) error {
-				for {
-					n, last, err := auditquery.Each(ctx, pool, tableName(),
-						auditquery.Query{Filter: f, Order: auditquery.OldestFirst, After: cur, Limit: batch}, emit)
-					if err != nil {
-						return err
-					}
-					if n > 0 {
-						cur = last
-					}
-					if n < batch {
-						return nil
-					}
-				}
+				_, _, err := auditquery.Each(ctx, pool, tableName(),
+					auditquery.Query{Filter: f, Order: auditquery.OldestFirst, After: cur}, emit)
+				return err
 			}, func() error {
 				if err := out.Flush(); err != nil {
 					return err
@@ -173,7 +160,6 @@ repeated). A progress bar is shown on a terminal.`,
 	cmd.Flags().StringVar(&format, "format", "jsonl", "output format (jsonl, csv, ocsf)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of stdout")
 	cmd.Flags().StringVar(&after, "after", "", "resume after this cursor (printed by an earlier export)")
-	cmd.Flags().IntVar(&batch, "batch", 50_000, "rows per keyset page")
 	return cmd
 }
 

@@ -88,10 +88,22 @@ func scanRow(rows pgx.Rows, r *Row) error {
 // memory does not grow with the number of rows. The *Row is reused; fn must
 // copy what it keeps. It returns how many rows fn accepted and the cursor of
 // the last one (zero when there was none).
+//
+// Unless a filter names a single call or a few (trace, request or session
+// id, which have indexes of their own), the scan runs in time windows (see
+// window.go), so that its cost follows the rows it returns, not the table.
 func Each(ctx context.Context, db DB, table string, q Query, fn func(*Row) error) (n int, last Cursor, err error) {
 	if err := q.Filter.Validate(); err != nil {
 		return 0, Cursor{}, err
 	}
+	if q.windowed() {
+		return eachWindowed(ctx, db, table, q, fn)
+	}
+	return eachOne(ctx, db, table, q, fn)
+}
+
+// eachOne runs q as one statement.
+func eachOne(ctx context.Context, db DB, table string, q Query, fn func(*Row) error) (n int, last Cursor, err error) {
 	sql, args := q.SQL(table)
 	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {

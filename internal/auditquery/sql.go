@@ -3,6 +3,7 @@ package auditquery
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -109,6 +110,10 @@ type Query struct {
 	After Cursor
 	// Limit caps the rows; 0 means no cap (a stream).
 	Limit int
+
+	// winLo and winHi bound one time window of a windowed scan (see
+	// window.go); zero means unbounded.
+	winLo, winHi time.Time
 }
 
 // SQL returns the statement and bind parameters of q over table. The table
@@ -120,6 +125,12 @@ func (q *Query) SQL(table string) (string, []any) {
 	cmp := "<"
 	if q.Order == OldestFirst {
 		dir, cmp = "ASC", ">"
+	}
+	if !q.winLo.IsZero() {
+		b.add(`"timestamp" >= ` + b.arg(q.winLo))
+	}
+	if !q.winHi.IsZero() {
+		b.add(`"timestamp" < ` + b.arg(q.winHi))
 	}
 	if !q.After.IsZero() {
 		b.add(`("timestamp", id) ` + cmp + ` (` + b.arg(q.After.Time) + `, ` + b.arg(q.After.ID) + `)`)

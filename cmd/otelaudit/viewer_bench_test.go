@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sentinel-gateway/otelaudit/internal/auditquery"
+)
+
+// TestViewerLatency measures the page's data requests (/api/calls and
+// /api/summary, as the page sends them: the last hour, 50 rows) against a
+// large database named by OTELAUDIT_VIEWER_BENCH_DB (for example the 20M-row
+// otelaudit_scale database of make scale-fill), for the default view and for
+// each single filter, with filter values taken from a real row. It fails
+// when a p95 exceeds OTELAUDIT_VIEWER_BENCH_P95 (default 100ms). make
+// bench-viewer runs it; BENCHMARKS.md has the figures.
+func TestViewerLatency(t *testing.T) {
+	dbURL := os.Getenv("OTELAUDIT_VIEWER_BENCH_DB")
+	if dbURL == "" {
+		t.Skip("set OTELAUDIT_VIEWER_BENCH_DB to a large audit database (make bench-viewer)")
+	}
+	bar := 100 * time.Millisecond
+	if s := os.Getenv("OTELAUDIT_VIEWER_BENCH_P95"); s != "" {
+		var err error
+		if bar, err = time.ParseDuration(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	_ = conn.QueryRow(ctx, `SELECT reltuples::bigint FROM pg_class WHERE oid = 'audit_log'::regclass`).Scan(&rows)
+	if rows <= 0 {
+		_ = conn.QueryRow(ctx, `SELECT sum(reltuples)::bigint FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid WHERE i.inhparent = 'audit_log'::regclass`).Scan(&rows)
+	}
+	// A recent row supplies the filter values; a failed one the error text.
+	sample := func(f auditquery.Filter) auditquery.Row {
+		t.Helper()
+		f.Since = time.Now().Add(-time.Hour)
+		page, _, err := auditquery.Page(ctx, conn, "audit_log", auditquery.Query{Filter: f, Limit: 1})
+		if err != nil || len(page) == 0 {
+			t.Fatalf("no row in the last hour to take filter values from (%v): fill the database with recent rows", err)
+		}
+		return page[0]
+	}
+	r := sample(auditquery.Filter{})
+	failed := sample(auditquery.Filter{Statuses: []string{"error"}})
+	conn.Close(ctx)
+
+	var argsFilter string
+	var args map[string]json.RawMessage
+	if json.Unmarshal(r.Args, &args) == nil {
+		for k, v := range args {
+			b, _ := json.Marshal(map[string]json.RawMessage{k: v})
+			argsFilter = string(b)
+			break
+		}
+	}
+	errWord := ""
+	if failed.ErrorMessage != nil {
+		errWord = strings.Fields(*failed.ErrorMessage)[0]
+	}
+	role := strings.Split(r.Role, ",")[0]
+	toolGlob := r.Tool
+	if len(toolGlob) > 3 {
+		toolGlob = toolGlob[:3] + "*"
+	}
+	scenarios := []struct{ name, key, value string }{
+		{"default view (last hour, no filter)", "", ""},
+		{"subject", "subject", r.Subject},
+		{"role", "role", role},
+		{"tool (exact)", "tool", r.Tool},
+		{"tool (glob " + toolGlob + ")", "tool", toolGlob},
+		{"backend", "backend", r.Backend},
+		{"status error", "status", "error"},
+		{"trace id", "trace_id", deref(r.TraceID)},
+		{"session", "session", deref(r.SessionID)},
+		{"request id", "request_id", r.RequestID},
+		{"error text", "error", errWord},
+		{"arguments @>", "args", argsFilter},
+	}
+
+	base := startServe(t, []string{"OTELAUDIT_DATABASE_URL=" + dbURL}, "--verify-interval", "0")
+	client := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string) time.Duration {
+		t0 := time.Now()
+		res, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("%s: HTTP %d", path, res.StatusCode)
+		}
+		return time.Since(t0)
+	}
+	const n = 40
+	var out strings.Builder
+	fmt.Fprintf(&out, "| request (%d rows in the table) | p50 calls | p95 calls | p50 summary | p95 summary |\n| --- | ---: | ---: | ---: | ---: |\n", rows)
+	var worst time.Duration
+	for _, sc := range scenarios {
+		q := url.Values{"since": {"1h"}}
+		if sc.key != "" {
+			if sc.value == "" {
+				t.Logf("%s: no value in the sample row, skipped", sc.name)
+				continue
+			}
+			q.Set(sc.key, sc.value)
+		}
+		calls := "/api/calls?" + q.Encode() + "&limit=50"
+		summary := "/api/summary?" + q.Encode()
+		for range 3 { // warm-up
+			get(calls)
+			get(summary)
+		}
+		var dc, ds []time.Duration
+		for range n {
+			dc = append(dc, get(calls))
+			ds = append(ds, get(summary))
+		}
+		p := func(d []time.Duration, q float64) time.Duration {
+			slices.Sort(d)
+			return d[int(q*float64(len(d)-1)+0.5)]
+		}
+		p95c, p95s := p(dc, 0.95), p(ds, 0.95)
+		worst = max(worst, p95c, p95s)
+		fmt.Fprintf(&out, "| %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", sc.name, ms(p(dc, 0.5)), ms(p95c), ms(p(ds, 0.5)), ms(p95s))
+	}
+	t.Logf("viewer data requests, %d each after 3 warm-ups:\n%s", n, out.String())
+	if f := os.Getenv("OTELAUDIT_VIEWER_BENCH_OUT"); f != "" {
+		_ = os.WriteFile(f, []byte(out.String()), 0o644)
+	}
+	if worst > bar {
+		t.Errorf("worst p95 %v exceeds %v", worst, bar)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
