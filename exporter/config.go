@@ -62,6 +62,8 @@ type config struct {
 	// writerOptions are handed to pgwriter.New: options that change how
 	// rows are written (sealing with a stream id and signing key) add here.
 	writerOptions []pgwriter.Option
+
+	integrity integrityConfig // integrity.go
 }
 
 func newConfig(opts []Option) config {

@@ -35,6 +35,7 @@ type Exporter struct {
 	spool    *spool.Spool
 	deliv    *delivery.Delivery
 	maint    *maintenance
+	sealing  *sealing  // integrity.go
 	mappings sync.Pool // *mapping, one per Export running
 
 	// mu guards only the handshake between Export and Shutdown: Export
@@ -79,8 +80,14 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 	}
 	// The writer is made here, once; options that change how rows are
 	// written (the integrity seals' stream id and signing key) append to
-	// cfg.writerOptions.
-	writer := pgwriter.New(e.pool, cfg.table, cfg.writerOptions...)
+	// cfg.writerOptions; the sealing of integrity.go adds its own.
+	sealing, err := newSealing(e.pool, cfg)
+	if err != nil {
+		e.closePool()
+		return nil, err
+	}
+	e.sealing = sealing
+	writer := pgwriter.New(e.pool, cfg.table, append(cfg.writerOptions, sealing.writerOptions()...)...)
 
 	dc := delivery.Config{
 		Writer:        writer,
@@ -107,6 +114,7 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 	}
 	e.deliv = d
 	e.maint = startMaintenance(e.pool, cfg.tasks)
+	e.sealing.start(writer)
 	return e, nil
 }
 
@@ -199,6 +207,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 		err := e.deliv.Close(context.WithoutCancel(ctx)) // ends waits for the spool
 		e.maint.stop()
 		e.running.Wait()
+		e.sealing.close(ctx)
 		e.closeSpool()
 		e.closePool()
 		done <- err

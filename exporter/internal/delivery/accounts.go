@@ -68,6 +68,7 @@ type accounts struct {
 	errors                                                    map[string]*counter
 	duration                                                  metric.Float64Histogram
 	reg                                                       metric.Registration
+	onDrop                                                    func(n int, reason string) // see GapRecorder
 }
 
 func newAccounts(m metric.Meter, spoolBytes func() int64) (*accounts, error) {
@@ -133,6 +134,9 @@ func (a *accounts) drop(ctx context.Context, n int, reason string) {
 		c = a.dropped[telemetry.ReasonExportFailed]
 	}
 	c.add(ctx, int64(n))
+	if a.onDrop != nil {
+		a.onDrop(n, reason) // a gap seal in the writer's chain
+	}
 }
 
 func (a *accounts) failed(ctx context.Context, kind string) { a.errors[kind].add(ctx, 1) }

@@ -29,6 +29,13 @@ type Writer interface {
 	Write(ctx context.Context, rows []auditrow.Row) (pgwriter.Result, error)
 }
 
+// GapRecorder is a Writer that records counted losses in its seal chain
+// (*pgwriter.Writer with sealing): every record the delivery drops, for any
+// reason, is also passed to RecordGap, which must not block.
+type GapRecorder interface {
+	RecordGap(n int, reason string)
+}
+
 // Spool is the durable FIFO of encoded batches; *spool.Spool is one.
 type Spool interface {
 	Append(batch []byte) error
@@ -141,6 +148,9 @@ func New(cfg Config) (*Delivery, error) {
 		return nil, fmt.Errorf("delivery: metrics: %w", err)
 	}
 	d := &Delivery{cfg: cfg, retryable: cfg.Retryable, acct: acct, done: make(chan struct{})}
+	if g, ok := cfg.Writer.(GapRecorder); ok {
+		acct.onDrop = g.RecordGap
+	}
 	for _, r := range []*reporter{&d.writeRep, &d.replayRep, &d.spoolRep, &d.corruptRep} {
 		r.every = cfg.ReportInterval
 	}
