@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/sentinel-gateway/otelaudit/instrumentation"
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
 )
 
@@ -111,4 +116,81 @@ func TestOTLPAuthentication(t *testing.T) {
 			t.Errorf("request %s of an authenticated request was not stored", id)
 		}
 	}
+}
+
+// TestGatewayRefusesToStartWithoutTokenFile: with no token file,
+// gateway.yaml does not start (rather than run with no token accepted, or
+// with none required).
+func TestGatewayRefusesToStartWithoutTokenFile(t *testing.T) {
+	t.Parallel()
+	bin := collectorBinary(t)
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "--config", filepath.Join(repoRoot(t), "collector-config", "gateway.yaml"))
+	cmd.Env = append(cleanEnv(),
+		"OTELAUDIT_DATABASE_URL="+pgtest.AdminURL(),
+		"OTELAUDIT_OTLP_TOKEN_FILE="+filepath.Join(dir, "missing-tokens"),
+		"OTELAUDIT_OTLP_TOKEN_WAIT_SECONDS=1",
+		"OTELAUDIT_QUEUE_DIR="+filepath.Join(dir, "queue"),
+		"OTELAUDIT_OTLP_HTTP_ENDPOINT="+freeAddr(t),
+		"OTELAUDIT_OTLP_GRPC_ENDPOINT="+freeAddr(t),
+		"OTELAUDIT_HEALTH_ENDPOINT="+freeAddr(t),
+		"OTELAUDIT_METRICS_HOST=127.0.0.1",
+		"OTELAUDIT_METRICS_PORT=0",
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("otelcol-audit exited 0 without its token file:\n%s", out.String())
+		}
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("otelcol-audit still running after 60 s without its token file:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "missing-tokens") {
+		t.Fatalf("the error does not name the token file:\n%s", out.String())
+	}
+}
+
+// TestAgentForwardsWithToken: agent.yaml next to a gateway accepts OTLP on
+// localhost and forwards it to the gateway tier with its bearer token; the
+// rows land. With a token the tier does not know, none do.
+func TestAgentForwardsWithToken(t *testing.T) {
+	t.Parallel()
+	databaseURL := pgtest.NewDatabase(t)
+	gw := newGateway(t, databaseURL)
+	agent := newAgent(t, gw, gw.Token)
+	wrong := newAgent(t, gw, "not-"+gw.Token)
+
+	ctx := context.Background()
+	send := func(c *collectorProcess, n int) []instrumentation.Call {
+		t.Helper()
+		lp := otlpProvider(t, 4096, otlploghttp.WithEndpoint(c.HTTPAddr), otlploghttp.WithInsecure())
+		calls := testCalls(n)
+		record(lp, calls)
+		if err := lp.Shutdown(ctx); err != nil {
+			t.Fatalf("OTLP export to the agent: %v", err)
+		}
+		return calls
+	}
+	send(wrong, 50)
+	calls := send(agent, 100)
+	waitRows(t, databaseURL, len(calls), 60*time.Second)
+	// The wrong agent keeps retrying and is refused each time: by now the
+	// tier has refused it at least once, and none of its rows landed.
+	waitFor(t, 60*time.Second, "the tier refusing the agent with the wrong token", func() bool {
+		v, err := wrong.Metric("otelcol_exporter_send_failed_log_records")
+		if err == nil && v > 0 {
+			return true
+		}
+		return strings.Contains(wrong.logs.String(), "401")
+	})
+	assertCount(t, databaseURL, len(calls))
 }

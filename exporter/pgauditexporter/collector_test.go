@@ -81,11 +81,13 @@ func freeAddr(tb testing.TB) string {
 	return l.Addr().String()
 }
 
-// collectorProcess is otelcol-audit running collector-config/gateway.yaml.
+// collectorProcess is otelcol-audit running a shipped configuration
+// (collector-config/gateway.yaml unless said otherwise).
 type collectorProcess struct {
-	tb  testing.TB
-	bin string
-	env []string
+	tb     testing.TB
+	bin    string
+	env    []string
+	config string // file name in collector-config
 
 	HTTPAddr, GRPCAddr, HealthAddr, MetricsAddr string
 	QueueDir                                    string
@@ -129,6 +131,7 @@ func newGateway(tb testing.TB, databaseURL string) *collectorProcess {
 		MetricsAddr: freeAddr(tb),
 		QueueDir:    filepath.Join(tb.TempDir(), "queue"),
 		Token:       "test-token-" + rand.Text(),
+		config:      "gateway.yaml",
 	}
 	tokenFile := filepath.Join(tb.TempDir(), "otlp-tokens")
 	if err := os.WriteFile(tokenFile, []byte(c.Token+" the e2e tests\n"), 0o600); err != nil {
@@ -157,6 +160,45 @@ func newGateway(tb testing.TB, databaseURL string) *collectorProcess {
 	return c
 }
 
+// newAgent starts otelcol-audit with agent.yaml, forwarding to the gateway
+// tier gw with the bearer token in token.
+func newAgent(tb testing.TB, gw *collectorProcess, token string) *collectorProcess {
+	tb.Helper()
+	c := &collectorProcess{
+		tb:          tb,
+		bin:         collectorBinary(tb),
+		HTTPAddr:    freeAddr(tb),
+		GRPCAddr:    freeAddr(tb),
+		HealthAddr:  freeAddr(tb),
+		MetricsAddr: freeAddr(tb),
+		QueueDir:    filepath.Join(tb.TempDir(), "agent-queue"),
+		config:      "agent.yaml",
+	}
+	tokenFile := filepath.Join(tb.TempDir(), "gateway-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	_, metricsPort, _ := net.SplitHostPort(c.MetricsAddr)
+	c.env = append(cleanEnv(),
+		"OTELAUDIT_GATEWAY_ENDPOINT=http://"+gw.HTTPAddr,
+		"OTELAUDIT_GATEWAY_TOKEN_FILE="+tokenFile,
+		"OTELAUDIT_QUEUE_DIR="+c.QueueDir,
+		"OTELAUDIT_OTLP_HTTP_ENDPOINT="+c.HTTPAddr,
+		"OTELAUDIT_OTLP_GRPC_ENDPOINT="+c.GRPCAddr,
+		"OTELAUDIT_HEALTH_ENDPOINT="+c.HealthAddr,
+		"OTELAUDIT_METRICS_HOST=127.0.0.1",
+		"OTELAUDIT_METRICS_PORT="+metricsPort,
+	)
+	tb.Cleanup(func() {
+		c.Stop()
+		if tb.Failed() {
+			tb.Logf("otelcol-audit (agent) output:\n%s", c.logs.String())
+		}
+	})
+	c.Start()
+	return c
+}
+
 // AuthHeader is the OTLP header that authenticates a client to the
 // Collector: Authorization: Bearer <Token>.
 func (c *collectorProcess) AuthHeader() map[string]string {
@@ -166,7 +208,7 @@ func (c *collectorProcess) AuthHeader() map[string]string {
 // Start runs the Collector and waits until its health check reports ready.
 func (c *collectorProcess) Start() {
 	c.tb.Helper()
-	cmd := exec.Command(c.bin, "--config", filepath.Join(repoRoot(c.tb), "collector-config", "gateway.yaml"))
+	cmd := exec.Command(c.bin, "--config", filepath.Join(repoRoot(c.tb), "collector-config", c.config))
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = &c.logs, &c.logs
 	if err := cmd.Start(); err != nil {
