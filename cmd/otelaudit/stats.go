@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -76,12 +78,21 @@ error rate, and p50/p99/max latency in milliseconds. Busiest group first.`,
 				cw.Flush()
 				return cw.Error()
 			default:
+				// The numbers align right; the group's name, padded to one
+				// width, reads left-aligned.
+				head := map[auditquery.GroupBy]string{auditquery.ByTool: "TOOL", auditquery.ByBackend: "BACKEND",
+					auditquery.BySubject: "SUBJECT", auditquery.ByStatus: "STATUS", auditquery.ByError: "ERROR"}[g]
+				keys := make([]string, len(st))
+				width := utf8.RuneCountInString(head)
+				for i, s := range st {
+					keys[i] = safe(s.Key, 40)
+					width = max(width, utf8.RuneCountInString(keys[i]))
+				}
+				pad := func(k string) string { return k + strings.Repeat(" ", width-utf8.RuneCountInString(k)) }
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-				fmt.Fprintf(tw, "%s\tCALLS\tERRORS\tDENIED\tTIMEOUT\tERROR %%\tP50 MS\tP99 MS\tMAX MS\t\n", map[auditquery.GroupBy]string{
-					auditquery.ByTool: "TOOL", auditquery.ByBackend: "BACKEND", auditquery.BySubject: "SUBJECT",
-					auditquery.ByStatus: "STATUS", auditquery.ByError: "ERROR"}[g])
-				for _, s := range st {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%d\t\n", safe(s.Key, 40), s.Calls, s.Errors, s.Denials,
+				fmt.Fprintf(tw, "%s\tCALLS\tERRORS\tDENIED\tTIMEOUT\tERROR %%\tP50 MS\tP99 MS\tMAX MS\t\n", pad(head))
+				for i, s := range st {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%d\t\n", pad(keys[i]), s.Calls, s.Errors, s.Denials,
 						s.Timeouts, 100*s.ErrorRate, ftoa(s.P50MS), ftoa(s.P99MS), s.MaxMS)
 				}
 				return tw.Flush()
