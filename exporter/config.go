@@ -64,6 +64,8 @@ type config struct {
 	writerOptions []pgwriter.Option
 
 	integrity integrityConfig // integrity.go
+	// partitions: partition maintenance and retention (retention.go).
+	partitions partitionConfig
 }
 
 func newConfig(opts []Option) config {

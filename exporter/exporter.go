@@ -113,7 +113,7 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 		return nil, fmt.Errorf("exporter: %w", err)
 	}
 	e.deliv = d
-	e.maint = startMaintenance(e.pool, cfg.tasks)
+	e.maint = startMaintenance(e.pool, append(partitionTasks(cfg), cfg.tasks...))
 	e.sealing.start(writer)
 	return e, nil
 }
