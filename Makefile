@@ -4,7 +4,7 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all demo test test-root test-outage test-collector bench postgres tools vet
+.PHONY: all demo test test-root test-outage test-collector bench postgres tools vet bench-scale
 
 all: test
 
@@ -41,3 +41,10 @@ bench: postgres
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./exporter/ ./instrumentation/
 
 -include mk/*.mk
+
+# Issue 12's scale measurement: fills otelaudit_scale with 20M rows over 30
+# days (plus one extra day it then drops) inside PostgreSQL and prints the
+# BENCHMARKS.md figures. Takes ~30 min and ~12 GiB of disk; leaves the
+# database in place (drop it with: psql -c 'DROP DATABASE otelaudit_scale').
+bench-scale: postgres
+	$(GO) run ./internal/scale/cmd/scale -plans scale-plans.txt
