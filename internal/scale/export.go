@@ -63,10 +63,11 @@ func Records(n, size int) [][]sdklog.Record {
 }
 
 // ExportRate writes batches through a real exporter.Exporter on pool (no
-// migration, no maintenance tasks) and returns rows per second.
+// migration, no maintenance tasks, no sealing: the schema's cost alone,
+// and v1 has no seal tables) and returns rows per second.
 func ExportRate(ctx context.Context, pool *pgxpool.Pool, table string, batches [][]sdklog.Record) (float64, error) {
 	exp, err := exporter.New(ctx, exporter.WithPool(pool), exporter.WithMigrate(false), exporter.WithTable(table),
-		exporter.WithPartitionsAhead(0))
+		exporter.WithPartitionsAhead(0), exporter.WithSealing(false))
 	if err != nil {
 		return 0, fmt.Errorf("scale: %w", err)
 	}
