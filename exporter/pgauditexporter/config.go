@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/collector/component"
@@ -58,6 +59,19 @@ type Config struct {
 	// document is replaced by a marker with its size and SHA-256. Zero
 	// means 1 MiB.
 	MaxArgsBytes int `mapstructure:"max_args_bytes"`
+
+	// SigningKeyFile is an Ed25519 private key (PEM PKCS #8, as `openssl
+	// genpkey -algorithm ed25519` writes it, or base64 of the 32-byte seed)
+	// that signs checkpoints of the component's seal stream every
+	// CheckpointInterval and at shutdown (see the README's "Tamper
+	// evidence"). Empty: batches are still sealed, checkpoints unsigned.
+	SigningKeyFile string `mapstructure:"signing_key_file"`
+	// AnchorFile is a JSON Lines file outside the database's reach where
+	// every checkpoint is appended, for `otelaudit verify --anchor`.
+	AnchorFile string `mapstructure:"anchor_file"`
+	// CheckpointInterval is how often the stream's head is checkpointed
+	// when SigningKeyFile or AnchorFile is set; zero means one minute.
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}

@@ -37,6 +37,7 @@ type logsExporter struct {
 
 	pool   *pgxpool.Pool
 	writer *pgwriter.Writer
+	seal   *sealing // integrity.go
 
 	migrateMu sync.Mutex
 	migrated  atomic.Bool
@@ -89,7 +90,13 @@ func (e *logsExporter) start(ctx context.Context, _ component.Host) error {
 	if e.pool, err = pgxpool.NewWithConfig(context.WithoutCancel(ctx), pc); err != nil {
 		return fmt.Errorf("pgauditexporter: open pool: %w", err)
 	}
-	e.writer = pgwriter.New(e.pool, e.cfg.Table)
+	sealOpts, err := e.sealingOptions() // integrity.go
+	if err != nil {
+		e.pool.Close()
+		return fmt.Errorf("pgauditexporter: %w", err)
+	}
+	e.writer = pgwriter.New(e.pool, e.cfg.Table, sealOpts...)
+	e.startCheckpoints()
 	if !e.cfg.Migrate {
 		e.migrated.Store(true)
 		return nil
@@ -124,8 +131,9 @@ func (e *logsExporter) migrate(ctx context.Context) error {
 	return nil
 }
 
-func (e *logsExporter) shutdown(context.Context) error {
+func (e *logsExporter) shutdown(ctx context.Context) error {
 	e.telemetry.Shutdown()
+	e.closeSealing(ctx)
 	if e.pool != nil {
 		e.pool.Close()
 	}
