@@ -98,8 +98,9 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 		ProbeInterval: cfg.probeInterval,
 		Meter:         cfg.meterProvider.Meter(ScopeName),
 	}
+	var corrupt corruptSink
 	if cfg.spoolDir != "" {
-		sp, err := spool.Open(cfg.spoolDir, cfg.spoolMax)
+		sp, err := spool.Open(cfg.spoolDir, cfg.spoolMax, spool.WithOnCorrupt(corrupt.report))
 		if err != nil {
 			e.closePool()
 			return nil, fmt.Errorf("exporter: %w", err)
@@ -113,9 +114,46 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 		return nil, fmt.Errorf("exporter: %w", err)
 	}
 	e.deliv = d
+	corrupt.attach(d)
 	e.maint = startMaintenance(e.pool, append(partitionTasks(cfg), cfg.tasks...))
 	e.sealing.start(writer)
 	return e, nil
+}
+
+// corruptSink takes the spool's reports of damaged records: the ones Open
+// finds arrive before the delivery exists and are handed over once it does.
+type corruptSink struct {
+	mu    sync.Mutex
+	d     *delivery.Delivery
+	early []corruptReport
+}
+
+type corruptReport struct {
+	records int
+	err     error
+}
+
+func (c *corruptSink) report(records int, err error) {
+	c.mu.Lock()
+	d := c.d
+	if d == nil {
+		c.early = append(c.early, corruptReport{records, err})
+	}
+	c.mu.Unlock()
+	if d != nil {
+		d.Corrupt(records, err)
+	}
+}
+
+func (c *corruptSink) attach(d *delivery.Delivery) {
+	c.mu.Lock()
+	c.d = d
+	early := c.early
+	c.early = nil
+	c.mu.Unlock()
+	for _, r := range early {
+		d.Corrupt(r.records, r.err)
+	}
 }
 
 // insertProbe checks that the audit table exists and takes inserts, with an

@@ -38,18 +38,14 @@ type GapRecorder interface {
 
 // Spool is the durable FIFO of encoded batches; *spool.Spool is one.
 type Spool interface {
-	Append(batch []byte) error
+	// AppendRecords appends batch, which holds records audit records (the
+	// number a damaged copy of it is counted with).
+	AppendRecords(batch []byte, records int) error
 	Oldest() (spool.Batch, bool, error)
 	Ack(spool.Batch) error
 	Len() int
 	Bytes() int64
 	Appended() <-chan struct{}
-}
-
-// corruptCounter is implemented by a spool that counts the records it had to
-// skip because they were damaged.
-type corruptCounter interface {
-	Stats() spool.Stats
 }
 
 // Retry configures the retries of a write that failed with a transient error.
@@ -113,7 +109,6 @@ type Delivery struct {
 	queueFull atomic.Pointer[func() bool]
 
 	writeRep, replayRep, spoolRep, corruptRep reporter
-	corruptSeen                               int64 // spool's corrupt count already accounted; maintain's goroutine only
 
 	bufs sync.Pool // *[]byte encoding scratch, one per concurrent Deliver
 
@@ -283,7 +278,7 @@ func (d *Delivery) toSpool(ctx context.Context, rows []auditrow.Row, writeErr er
 	}()
 	*buf = auditrow.AppendRows((*buf)[:0], rows)
 	for {
-		err := d.cfg.Spool.Append(*buf)
+		err := d.cfg.Spool.AppendRecords(*buf, n)
 		if err == nil {
 			d.spoolErr.Store(nil)
 			d.acct.spooled.add(ctx, int64(n))

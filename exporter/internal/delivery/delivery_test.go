@@ -85,7 +85,6 @@ type fakeSpool struct {
 	max     int // batches; 0: unbounded
 	fail    atomic.Pointer[error]
 	notify  chan struct{}
-	corrupt atomic.Int64
 }
 
 func newFakeSpool() *fakeSpool { return &fakeSpool{notify: make(chan struct{}, 1)} }
@@ -98,7 +97,7 @@ func (s *fakeSpool) failWith(err error) {
 	s.fail.Store(&err)
 }
 
-func (s *fakeSpool) Append(b []byte) error {
+func (s *fakeSpool) AppendRecords(b []byte, _ int) error {
 	if e := s.fail.Load(); e != nil {
 		return fmt.Errorf("spool: append to 00000000000000000001.seg: %w", *e)
 	}
@@ -134,7 +133,6 @@ func (s *fakeSpool) Ack(spool.Batch) error {
 func (s *fakeSpool) Len() int                  { s.mu.Lock(); defer s.mu.Unlock(); return len(s.batches) }
 func (s *fakeSpool) Bytes() int64              { return int64(s.Len()) }
 func (s *fakeSpool) Appended() <-chan struct{} { return s.notify }
-func (s *fakeSpool) Stats() spool.Stats        { return spool.Stats{CorruptRecords: s.corrupt.Load()} }
 
 type handled struct {
 	mu   sync.Mutex
@@ -496,16 +494,21 @@ func TestFailedReplayIsCountedAndKept(t *testing.T) {
 	eventually(t, "replay", func() bool { return f.w.count() == 2 })
 }
 
-// Records the spool reports as corrupt are counted as dropped, once each.
+// Records the spool reports as corrupt are counted as dropped, once each,
+// and reported.
 func TestSpoolCorruptRecordsAreCounted(t *testing.T) {
 	h := catchHandled(t)
 	f := newFixture(t, true)
-	f.sp.corrupt.Store(3)
-	eventually(t, "corrupt records counted", func() bool { return f.d.Stats().DroppedByReason[telemetry.ReasonSpoolCorrupt] == 3 })
-	f.sp.corrupt.Store(5)
-	eventually(t, "more corrupt records counted", func() bool { return f.d.Stats().DroppedByReason[telemetry.ReasonSpoolCorrupt] == 5 })
-	if h.len() == 0 {
-		t.Error("corrupt records not reported")
+	f.d.Corrupt(3, spool.ErrCorrupt)
+	f.d.Corrupt(2, spool.ErrCorrupt)
+	if st := f.d.Stats(); st.DroppedByReason[telemetry.ReasonSpoolCorrupt] != 5 || st.Dropped != 5 {
+		t.Errorf("stats %+v, want 5 dropped (spool_corrupt)", st)
+	}
+	if got := f.metricSum(t, telemetry.RecordsDropped.Name, string(telemetry.ReasonKey), telemetry.ReasonSpoolCorrupt); got != 5 {
+		t.Errorf("metric dropped{spool_corrupt} = %d, want 5", got)
+	}
+	if h.len() != 1 {
+		t.Errorf("%d reports, want 1 (rate-limited)", h.len())
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 
 // maintain runs until Close: while the last write failed it probes
 // PostgreSQL, and whenever PostgreSQL takes writes it replays the spool,
-// oldest batch first. It also accounts the records the spool found corrupt.
+// oldest batch first.
 func (d *Delivery) maintain() {
 	defer close(d.done)
 	tick := time.NewTicker(d.cfg.ProbeInterval)
@@ -22,7 +22,6 @@ func (d *Delivery) maintain() {
 	if d.cfg.Spool != nil {
 		appended = d.cfg.Spool.Appended()
 	}
-	d.countCorrupt()
 	for {
 		select {
 		case <-d.life.Done():
@@ -30,7 +29,6 @@ func (d *Delivery) maintain() {
 		case <-tick.C:
 		case <-appended:
 		}
-		d.countCorrupt()
 		if (d.down.Load() || d.permanent.Load() != nil) && !d.probe() {
 			continue
 		}
@@ -115,19 +113,10 @@ func (d *Delivery) replay() {
 
 func isFull(err error) bool { return errors.Is(err, spool.ErrFull) }
 
-// countCorrupt accounts the records the spool skipped as damaged since the
-// last look, as dropped with reason spool_corrupt, and reports them.
-func (d *Delivery) countCorrupt() {
-	cc, ok := d.cfg.Spool.(corruptCounter)
-	if !ok {
-		return
-	}
-	n := cc.Stats().CorruptRecords
-	if n <= d.corruptSeen {
-		return
-	}
-	delta := n - d.corruptSeen
-	d.corruptSeen = n
-	d.acct.drop(context.Background(), int(delta), telemetry.ReasonSpoolCorrupt)
-	d.corruptRep.report(fmt.Errorf("exporter: %d damaged spool records skipped (%s)", delta, telemetry.ReasonSpoolCorrupt))
+// Corrupt counts records the spool lost to damage (a flipped byte, a torn
+// tail), as dropped with reason spool_corrupt, and reports them; the spool
+// calls it through spool.WithOnCorrupt, at Open and during replay.
+func (d *Delivery) Corrupt(records int, err error) {
+	d.acct.drop(context.Background(), records, telemetry.ReasonSpoolCorrupt)
+	d.corruptRep.report(fmt.Errorf("exporter: %d spooled records dropped (%s): %w", records, telemetry.ReasonSpoolCorrupt, err))
 }
