@@ -40,7 +40,10 @@ var callSeq int
 
 // records returns n audit records with varied content: unicode, escapes,
 // numbers, nested arguments, errors and empty values.
-func records(n int) []sdklog.Record {
+func records(n int) []sdklog.Record { return recordsAt(n, time.Now()) }
+
+// recordsAt is records with timestamps just before at.
+func recordsAt(n int, at time.Time) []sdklog.Record {
 	var c collect
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(&c))
 	l := lp.Logger("trail")
@@ -66,7 +69,7 @@ func records(n int) []sdklog.Record {
 		attrs = append(attrs, otelaudit.ResponseStatusKey.String(string(status)))
 		var r log.Record
 		r.SetEventName(otelaudit.EventName)
-		r.SetTimestamp(time.Now().Add(-time.Duration(n-i) * time.Millisecond))
+		r.SetTimestamp(at.Add(-time.Duration(n-i%n) * time.Millisecond))
 		r.AddAttributes(attrs...)
 		l.Emit(context.Background(), r)
 	}
@@ -133,6 +136,10 @@ func buildTrail(t *testing.T) *trail {
 var cleanups []func() error
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv("OTELAUDIT_VERIFY_CHILD"); url != "" {
+		childWriter(url, os.Getenv("OTELAUDIT_VERIFY_ANCHOR"))
+		return
+	}
 	code := m.Run()
 	for _, c := range cleanups {
 		_ = c()
@@ -202,8 +209,13 @@ func tamper(t *testing.T, db string, sql ...string) string {
 
 func run(t *testing.T, url string, opts ...verify.Option) *verify.Report {
 	t.Helper()
-	conn := pgtest.Connect(t, url)
-	rep, err := verify.Run(context.Background(), conn, opts...)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx) // at once: the database may be copied next
+	rep, err := verify.Run(ctx, conn, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
