@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
@@ -154,5 +155,48 @@ func TestSealedConcurrentWriters(t *testing.T) {
 	}
 	if len(rep.Warnings) != 2 {
 		t.Errorf("warnings = %v, want one unclosed stream each", rep.Warnings)
+	}
+}
+
+// TestSealingAsWriterRole: the least-privilege writer role can seal
+// (including a replay, which needs RETURNING seal_pos) and close its
+// stream, and the reader role can verify.
+func TestSealingAsWriterRole(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	if err := migrations.Up(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	asRole := func(role string) *pgxpool.Pool {
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, "SET ROLE "+role)
+			return err
+		}
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return pool
+	}
+	w := pgwriter.New(asRole("otelaudit_writer"), "audit_log", pgwriter.WithSealing(uuid.New()))
+	batch := rows(30)
+	if res, err := w.Write(ctx, batch); err != nil || res.Inserted != 30 {
+		t.Fatalf("write as writer: %+v, %v", res, err)
+	}
+	if res, err := w.Write(ctx, append(batch[10:], rows(5)...)); err != nil || res != (pgwriter.Result{Inserted: 5, Duplicates: 20}) {
+		t.Fatalf("replay as writer: %+v, %v", res, err)
+	}
+	if _, ok, err := w.CloseStream(ctx); err != nil || !ok {
+		t.Fatalf("close as writer: %v, %v", ok, err)
+	}
+	rep := mustVerify(t, asRole("otelaudit_reader"), "audit_log")
+	if rep.Rows != 35 || rep.Seals != 3 {
+		t.Fatalf("verify as reader: %d rows, %d seals; want 35, 3", rep.Rows, rep.Seals)
 	}
 }
