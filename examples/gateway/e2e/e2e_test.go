@@ -180,7 +180,7 @@ func TestTypeScriptClientThroughGatewayToServerEverything(t *testing.T) {
 		ServiceName: "otelaudit-e2e",
 		CallTimeout: 3 * time.Second,
 		Audit:       gateway.AuditConfig{ExportInterval: 100 * time.Millisecond},
-		Anonymous:   gateway.AnonymousConfig{Window: 500 * time.Millisecond},
+		Anonymous:   gateway.AnonymousConfig{Window: 2 * time.Second},
 		Clients: []gateway.ClientConfig{
 			{Subject: "alice", Role: "admin", Token: aliceToken},
 			{Subject: "bob", Role: "analyst", Token: bobToken},
@@ -477,7 +477,7 @@ func checkRows(t *testing.T, rows []row, res result) {
 	if want := 3 + res.Flood.Status401; counted != want {
 		t.Errorf("anonymous rows count %d refused requests, want %d", counted, want)
 	}
-	// One client address, two reasons, windows of 500 ms: a handful of rows
+	// One client address, two reasons, windows of 2 s: a handful of rows
 	// for 400 requests.
 	if len(anon) == 0 || len(anon) > 40 {
 		t.Errorf("%d anonymous rows for %d refused requests", len(anon), counted)

@@ -261,8 +261,8 @@ func (p *progressRelay) relay(_ context.Context, req *mcp.ProgressNotificationCl
 
 // Bounds of the wait for a call's last progress notifications.
 const (
-	progressQuiet   = 50 * time.Millisecond
-	progressMaxWait = 500 * time.Millisecond
+	progressQuiet   = 250 * time.Millisecond
+	progressMaxWait = 2 * time.Second
 )
 
 // drain waits until the call's progress reached its total, or no
