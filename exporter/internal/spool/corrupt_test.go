@@ -361,3 +361,61 @@ func TestAppendWriteFailure(t *testing.T) {
 		})
 	}
 }
+
+// A damaged region is reported once: reopening the spool (a restart while
+// the batches after it still wait for PostgreSQL) does not report or count
+// it again, whether Open or Oldest found it.
+func TestDamageIsReportedOnce(t *testing.T) {
+	src, offs := spoolOf(t, 4, 100)
+	seg := segFiles(t, src)[0]
+	damage(t, seg, func(b []byte) []byte { b[offs[1]+RecordOverhead+5] ^= 1; return b }) // found by Open
+	var l losses
+	s := openT(t, src, 1<<30, l.option())
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff}, offs[2]+RecordOverhead+7); err != nil { // found by Oldest
+		t.Fatal(err)
+	}
+	f.Close()
+	b, ok, err := s.Oldest() // batch 0, intact: replayed but not acknowledged
+	if !ok || err != nil || checkPayload(t, b.Data) != 0 {
+		t.Fatalf("Oldest: %v %v", ok, err)
+	}
+	if err := s.Ack(b); err != nil {
+		t.Fatal(err)
+	}
+	if b, _, _ = s.Oldest(); checkPayload(t, b.Data) != 3 {
+		t.Fatal("want batch 3 after the two damaged ones")
+	}
+	if recs, _ := l.get(); fmt.Sprint(recs) != fmt.Sprint([]int{perBatch, perBatch}) {
+		t.Fatalf("reported %v, want two losses of %d", recs, perBatch)
+	}
+	s.Close() // batch 3 not acknowledged: the damaged records are still ahead of the ack cursor
+
+	for range 2 {
+		var again losses
+		s = openT(t, src, 1<<30, again.option())
+		if recs, _ := again.get(); len(recs) != 0 || s.Stats().CorruptRecords != 0 {
+			t.Fatalf("after a restart: reported %v again, stats %+v", recs, s.Stats())
+		}
+		if got := fmt.Sprint(indices(t, drain0(t, s))); got != "[3]" {
+			t.Fatalf("replayed %s, want [3]", got)
+		}
+		s.Close()
+	}
+}
+
+// drain0 returns the pending payloads without acknowledging the last one.
+func drain0(t *testing.T, s *Spool) [][]byte {
+	t.Helper()
+	b, ok, err := s.Oldest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		return nil
+	}
+	return [][]byte{b.Data}
+}

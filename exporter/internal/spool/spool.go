@@ -6,6 +6,8 @@
 //
 //	LOCK                      exclusive flock held by the open Spool
 //	ACK                       the replay cursor (segment number, offset)
+//	REPORTED                  damaged regions already reported, so that a restart
+//	                          does not report (and count) them again
 //	00000000000000000001.seg  segment files, numbered in append order
 //
 // # Where it lives
@@ -108,6 +110,7 @@ const (
 	segSuffix   = ".seg"
 	lockName    = "LOCK"
 	ackName     = "ACK"
+	reportName  = "REPORTED"
 	ackMagic    = 0x4B434155 // "UACK"
 	ackLen      = 24
 	maxSeq      = 1 << 62 // segment numbers above are ignored, so +1 never overflows
@@ -292,6 +295,10 @@ type Spool struct {
 	corruptB int64
 	nextItem uint64         // first number of the next appended record
 	events   []corruptEvent // to report, guarded by mu
+	// reported holds the damaged regions ("segment-file offset") already
+	// reported, persisted in REPORTED; dirty when it changed since.
+	reported map[string]bool
+	dirty    bool
 	buf      []byte
 	scratch  [20]byte // checksum prefix, guarded by mu
 	notify   chan struct{}
@@ -327,8 +334,92 @@ func Open(dir string, maxBytes int64, opts ...Option) (*Spool, error) {
 		s.closeFiles()
 		return nil, err
 	}
+	s.pruneReported()
 	s.report()
 	return s, nil
+}
+
+// readReported loads REPORTED: one "segment-file offset" line per damaged
+// region already reported.
+func (s *Spool) readReported() error {
+	s.reported = map[string]bool{}
+	path := filepath.Join(s.dir, reportName)
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("spool: open %s: %w", path, openErr(path, err))
+	}
+	defer f.Close()
+	if err := checkFile(f); err != nil {
+		return err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return fmt.Errorf("spool: read %s: %w", path, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			s.reported[line] = true
+		}
+	}
+	return nil
+}
+
+// pruneReported forgets the regions of segments that are gone and
+// persists the set when it changed.
+func (s *Spool) pruneReported() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := map[string]bool{}
+	for _, seg := range s.segs {
+		live[filepath.Base(seg.path)] = true
+	}
+	for k := range s.reported {
+		if name, _, _ := strings.Cut(k, " "); !live[name] {
+			delete(s.reported, k)
+			s.dirty = true
+		}
+	}
+	s.persistReported()
+}
+
+// persistReported rewrites REPORTED (write, fsync, rename) when the set
+// changed. A failure only means a region may be reported again after a
+// restart. Called with s.mu held.
+func (s *Spool) persistReported() {
+	if !s.dirty || s.closed {
+		return
+	}
+	s.dirty = false
+	path := filepath.Join(s.dir, reportName)
+	if len(s.reported) == 0 {
+		_ = os.Remove(path)
+		return
+	}
+	keys := make([]string, 0, len(s.reported))
+	for k := range s.reported {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|noFollow, 0o600)
+	if err != nil {
+		return
+	}
+	_, err = f.WriteString(strings.Join(keys, "\n") + "\n")
+	if err == nil && s.cfg.sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return
+	}
+	_ = os.Rename(tmp, path)
 }
 
 // report hands the losses found so far to the WithOnCorrupt callback. It
@@ -337,6 +428,7 @@ func (s *Spool) report() {
 	s.mu.Lock()
 	ev := s.events
 	s.events = nil
+	s.persistReported()
 	s.mu.Unlock()
 	if s.cfg.onCorrupt == nil {
 		return
@@ -349,6 +441,13 @@ func (s *Spool) report() {
 // lost accounts a damaged region of n bytes at off in path that cost
 // records items. Called with s.mu held (or before the spool is shared).
 func (s *Spool) lost(path string, off, n int64, records int, atLeast bool, why string) {
+	key := filepath.Base(path) + " " + strconv.FormatInt(off, 10)
+	if s.reported[key] {
+		s.corruptB += n // reported before a restart: not lost again
+		return
+	}
+	s.reported[key] = true
+	s.dirty = true
 	s.corruptN += int64(records)
 	s.corruptR++
 	s.corruptB += n
@@ -369,6 +468,9 @@ func (s *Spool) load() error {
 	}
 	s.ack = ack
 	if err := checkFile(ack); err != nil {
+		return err
+	}
+	if err := s.readReported(); err != nil {
 		return err
 	}
 	ackSeq, ackOff, ackOK := readAck(ack)
