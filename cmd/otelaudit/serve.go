@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -105,7 +106,7 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 	defer pool.Close()
 
 	srv := &viewer{pool: pool, table: tableName(), token: token, traceURL: o.traceURL,
-		loopback: loopback, listen: o.listen, queryTimeout: o.queryTimeout, now: time.Now}
+		loopback: loopback, listen: o.listen, queryTimeout: o.queryTimeout, now: time.Now, log: cmd.ErrOrStderr()}
 	srv.integrity = newIntegrityChecker(pool, tableName(), o.anchor)
 	go srv.integrity.loop(ctx, o.verifyInterval)
 
@@ -190,6 +191,7 @@ type viewer struct {
 	queryTimeout time.Duration
 	integrity    *integrityChecker
 	now          func() time.Time
+	log          io.Writer // where request failures are reported (stderr)
 }
 
 // contentSecurityPolicy allows the page's own script, style and API and
@@ -280,6 +282,10 @@ func (v *viewer) api(f func(ctx context.Context, q url.Values) (any, error)) htt
 				status, msg = ae.status, ae.msg
 			} else if errors.Is(err, context.DeadlineExceeded) {
 				status, msg = http.StatusGatewayTimeout, "the query took longer than the query timeout; narrow the filters"
+			}
+			if status >= 500 && v.log != nil {
+				// The page gets a generic message; the operator the cause.
+				fmt.Fprintf(v.log, "otelaudit: serve: %s: %v\n", r.URL.Path, err)
 			}
 			w.WriteHeader(status)
 			b, _ := json.Marshal(map[string]string{"error": msg})
