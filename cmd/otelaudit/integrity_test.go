@@ -8,34 +8,60 @@ import (
 	"time"
 
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
+	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
-// TestServeIntegrity: the viewer reports "not sealed" for a trail without
-// seals, and a stream broken at seal 1 once a forged seal is in the table.
-func TestServeIntegrity(t *testing.T) {
-	url, _ := filledDB(t)
-	base := startServe(t, dbEnv(url), "--verify-interval", "200ms")
-	state := func(want string) map[string]any {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		var rep map[string]any
-		for time.Now().Before(deadline) {
-			res, err := http.Get(base + "/api/integrity")
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep = nil
-			_ = json.NewDecoder(res.Body).Decode(&rep)
-			res.Body.Close()
-			if rep["state"] == want {
-				return rep
-			}
-			time.Sleep(100 * time.Millisecond)
+// integrityState polls the viewer's /api/integrity until its state is want.
+func integrityState(t *testing.T, base, want string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var rep map[string]any
+	for time.Now().Before(deadline) {
+		res, err := http.Get(base + "/api/integrity")
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("integrity state %v, want %s", rep, want)
-		return nil
+		rep = nil
+		_ = json.NewDecoder(res.Body).Decode(&rep)
+		res.Body.Close()
+		if rep["state"] == want {
+			return rep
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	state("not_sealed")
+	t.Fatalf("integrity state %v, want %s", rep, want)
+	return nil
+}
+
+// TestServeIntegrityNotSealed: rows without any seal are "not sealed".
+func TestServeIntegrityNotSealed(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	if err := migrations.Up(context.Background(), url); err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, url)
+	if _, err := conn.Exec(context.Background(), `INSERT INTO audit_log (request_id, "timestamp", client_subject, client_role,
+		tool_name, backend_name, response_status, latency_ms) VALUES (gen_random_uuid(), now(), 'a', 'r', 't', 'b', 'ok', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	base := startServe(t, dbEnv(url))
+	integrityState(t, base, "not_sealed")
+}
+
+// TestServeIntegrity: a trail sealed by the real exporter is "unclosed"
+// while its writer runs and "intact" once it shut down; a forged seal makes
+// its stream "broken" at that seal.
+func TestServeIntegrity(t *testing.T) {
+	url, a := filledDB(t)
+	base := startServe(t, dbEnv(url), "--verify-interval", "200ms")
+	rep := integrityState(t, base, "unclosed")
+	if s := rep["streams"].([]any); len(s) != 1 || s[0].(map[string]any)["state"] != "unclosed" {
+		t.Fatalf("while the writer runs: %v", rep)
+	}
+	if err := a.lp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	integrityState(t, base, "intact")
 
 	conn := pgtest.Connect(t, url)
 	_, err := conn.Exec(context.Background(), `INSERT INTO audit_log_seals
@@ -44,13 +70,14 @@ func TestServeIntegrity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := state("broken")
-	streams, _ := rep["streams"].([]any)
-	if len(streams) != 1 {
-		t.Fatalf("streams: %v", rep)
+	rep = integrityState(t, base, "broken")
+	var forged map[string]any
+	for _, s := range rep["streams"].([]any) {
+		if m := s.(map[string]any); m["stream"] == "11111111-1111-4111-8111-111111111111" {
+			forged = m
+		}
 	}
-	s := streams[0].(map[string]any)
-	if s["stream"] != "11111111-1111-4111-8111-111111111111" || s["state"] != "broken" || s["broken_at"] != float64(1) {
-		t.Fatalf("stream: %v", s)
+	if forged == nil || forged["state"] != "broken" || forged["broken_at"] != float64(1) {
+		t.Fatalf("forged stream: %v", rep)
 	}
 }
