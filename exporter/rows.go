@@ -62,7 +62,7 @@ func (m *mapping) serviceName(res *resource.Resource) string {
 	if res != m.res {
 		m.res, m.svc = res, ""
 		if v, ok := res.Set().Value("service.name"); ok {
-			m.svc = v.Emit()
+			m.svc = v.String()
 		}
 	}
 	return m.svc
