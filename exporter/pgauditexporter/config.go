@@ -59,6 +59,15 @@ type Config struct {
 	// document is replaced by a marker with its size and SHA-256. Zero
 	// means 1 MiB.
 	MaxArgsBytes int `mapstructure:"max_args_bytes"`
+	// Retention drops, at start and every hour, the audit table's
+	// partitions whose whole range is older than this (and the default
+	// partition's rows older than it). Zero, the default, keeps everything.
+	// As otelaudit_writer only data older than the database's
+	// min_retention (7 days unless the owner changes it) can go.
+	Retention time.Duration `mapstructure:"retention"`
+	// PartitionsAhead is how far ahead of now the audit table's partitions
+	// are created, at start and every hour (default 72h; 0 turns it off).
+	PartitionsAhead time.Duration `mapstructure:"partitions_ahead"`
 
 	// SigningKeyFile is an Ed25519 private key (PEM PKCS #8, as `openssl
 	// genpkey -algorithm ed25519` writes it, or base64 of the 32-byte seed)
@@ -112,6 +121,12 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxConns < 0 {
 		errs = append(errs, fmt.Errorf("max_conns %d: must not be negative", cfg.MaxConns))
+	}
+	if cfg.Retention < 0 {
+		errs = append(errs, fmt.Errorf("retention %v: must not be negative", cfg.Retention))
+	}
+	if cfg.PartitionsAhead < 0 {
+		errs = append(errs, fmt.Errorf("partitions_ahead %v: must not be negative", cfg.PartitionsAhead))
 	}
 	if cfg.MaxArgsBytes < 0 {
 		errs = append(errs, fmt.Errorf("max_args_bytes %d: must not be negative", cfg.MaxArgsBytes))

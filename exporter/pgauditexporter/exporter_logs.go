@@ -51,6 +51,8 @@ type logsExporter struct {
 	// ends in exporter/internal/telemetry: audit records this component
 	// gave up on (a permanent write error), by reason.
 	dropped metric.Int64Counter
+
+	maint partitionMaintenance // partitions.go
 }
 
 // batch is the scratch state of one push; pushes run concurrently (one per
@@ -97,6 +99,9 @@ func (e *logsExporter) start(ctx context.Context, _ component.Host) error {
 	}
 	e.writer = pgwriter.New(e.pool, e.cfg.Table, sealOpts...)
 	e.startCheckpoints()
+	// Partition maintenance and retention start once start returns (and
+	// skip their round while the schema is not migrated yet).
+	defer e.startPartitionMaintenance()
 	if !e.cfg.Migrate {
 		e.migrated.Store(true)
 		return nil
@@ -132,6 +137,7 @@ func (e *logsExporter) migrate(ctx context.Context) error {
 }
 
 func (e *logsExporter) shutdown(ctx context.Context) error {
+	e.stopPartitionMaintenance()
 	e.telemetry.Shutdown()
 	e.closeSealing(ctx)
 	if e.pool != nil {

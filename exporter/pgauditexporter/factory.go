@@ -30,6 +30,8 @@ func createDefaultConfig() component.Config {
 		QueueConfig:   configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
 		Table:         migrations.DefaultTable,
 		Migrate:       true,
+
+		PartitionsAhead: migrations.DefaultAhead,
 	}
 }
 

@@ -1,0 +1,75 @@
+package pgauditexporter
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
+	"github.com/sentinel-gateway/otelaudit/migrations"
+)
+
+// TestRetentionAndPartitionsAhead: with retention and partitions_ahead set,
+// the component creates the coming partitions and drops the expired ones
+// from its start.
+func TestRetentionAndPartitionsAhead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	if err := migrations.Up(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	old := time.Now().UTC().Truncate(24 * time.Hour).Add(-40 * 24 * time.Hour)
+	if _, err := migrations.EnsurePartitionsRange(ctx, pool, old, old.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(url)
+	cfg.Retention = 30 * 24 * time.Hour
+	cfg.PartitionsAhead = 10 * 24 * time.Hour
+	newTestExporter(t, cfg)
+
+	far := "audit_log_p" + time.Now().UTC().Add(9*24*time.Hour).Format("20060102")
+	gone := "audit_log_p" + old.Format("20060102")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		parts, err := migrations.Partitions(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var haveFar, haveOld bool
+		for _, p := range parts {
+			haveFar = haveFar || p.Name == far
+			haveOld = haveOld || p.Name == gone
+		}
+		if haveFar && !haveOld {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %s there = %v (want true), %s there = %v (want false)", far, haveFar, gone, haveOld)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestRetentionValidate(t *testing.T) {
+	cfg := testConfig("postgres://localhost/x")
+	cfg.Retention = -time.Hour
+	cfg.PartitionsAhead = -time.Hour
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("negative retention and partitions_ahead: no error")
+	}
+	for _, want := range []string{"retention -1h0m0s", "partitions_ahead -1h0m0s"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}
