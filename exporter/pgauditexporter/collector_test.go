@@ -118,9 +118,11 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// newGateway prepares otelcol-audit with gateway.yaml against databaseURL,
-// on fresh local ports and a fresh queue directory, and starts it.
-func newGateway(tb testing.TB, databaseURL string) *collectorProcess {
+// startCollector runs otelcol-audit with the shipped configuration config
+// (a file name in collector-config) on fresh local ports and a fresh queue
+// directory, with env, the variables of that configuration, on top of an
+// environment without any other OTELAUDIT_* variable.
+func startCollector(tb testing.TB, config string, env ...string) *collectorProcess {
 	tb.Helper()
 	c := &collectorProcess{
 		tb:          tb,
@@ -130,73 +132,61 @@ func newGateway(tb testing.TB, databaseURL string) *collectorProcess {
 		HealthAddr:  freeAddr(tb),
 		MetricsAddr: freeAddr(tb),
 		QueueDir:    filepath.Join(tb.TempDir(), "queue"),
-		Token:       "test-token-" + rand.Text(),
-		config:      "gateway.yaml",
-	}
-	tokenFile := filepath.Join(tb.TempDir(), "otlp-tokens")
-	if err := os.WriteFile(tokenFile, []byte(c.Token+" the e2e tests\n"), 0o600); err != nil {
-		tb.Fatal(err)
+		config:      config,
 	}
 	_, metricsPort, _ := net.SplitHostPort(c.MetricsAddr)
-	c.env = append(os.Environ(),
-		"OTELAUDIT_DATABASE_URL="+databaseURL,
+	c.env = append(cleanEnv(),
 		"OTELAUDIT_QUEUE_DIR="+c.QueueDir,
-		"OTELAUDIT_OTLP_TOKEN_FILE="+tokenFile,
 		"OTELAUDIT_OTLP_HTTP_ENDPOINT="+c.HTTPAddr,
 		"OTELAUDIT_OTLP_GRPC_ENDPOINT="+c.GRPCAddr,
 		"OTELAUDIT_HEALTH_ENDPOINT="+c.HealthAddr,
 		"OTELAUDIT_METRICS_HOST=127.0.0.1",
 		"OTELAUDIT_METRICS_PORT="+metricsPort,
-		"OTELAUDIT_TRACES_ENDPOINT="+freeAddr(tb),
-		"OTELAUDIT_TRACES_INSECURE=true",
 	)
+	c.env = append(c.env, env...)
 	tb.Cleanup(func() {
 		c.Stop()
 		if tb.Failed() {
-			tb.Logf("otelcol-audit output:\n%s", c.logs.String())
+			tb.Logf("otelcol-audit (%s) output:\n%s", config, c.logs.String())
 		}
 	})
 	c.Start()
 	return c
 }
 
-// newAgent starts otelcol-audit with agent.yaml, forwarding to the gateway
-// tier gw with the bearer token in token.
-func newAgent(tb testing.TB, gw *collectorProcess, token string) *collectorProcess {
+// writeToken writes a token file holding token and returns its path.
+func writeToken(tb testing.TB, token string) string {
 	tb.Helper()
-	c := &collectorProcess{
-		tb:          tb,
-		bin:         collectorBinary(tb),
-		HTTPAddr:    freeAddr(tb),
-		GRPCAddr:    freeAddr(tb),
-		HealthAddr:  freeAddr(tb),
-		MetricsAddr: freeAddr(tb),
-		QueueDir:    filepath.Join(tb.TempDir(), "agent-queue"),
-		config:      "agent.yaml",
-	}
-	tokenFile := filepath.Join(tb.TempDir(), "gateway-token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+	path := filepath.Join(tb.TempDir(), "token")
+	if err := os.WriteFile(path, []byte(token+" written by the e2e tests\n"), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	_, metricsPort, _ := net.SplitHostPort(c.MetricsAddr)
-	c.env = append(cleanEnv(),
-		"OTELAUDIT_GATEWAY_ENDPOINT=http://"+gw.HTTPAddr,
-		"OTELAUDIT_GATEWAY_TOKEN_FILE="+tokenFile,
-		"OTELAUDIT_QUEUE_DIR="+c.QueueDir,
-		"OTELAUDIT_OTLP_HTTP_ENDPOINT="+c.HTTPAddr,
-		"OTELAUDIT_OTLP_GRPC_ENDPOINT="+c.GRPCAddr,
-		"OTELAUDIT_HEALTH_ENDPOINT="+c.HealthAddr,
-		"OTELAUDIT_METRICS_HOST=127.0.0.1",
-		"OTELAUDIT_METRICS_PORT="+metricsPort,
+	return path
+}
+
+// newGateway starts otelcol-audit with gateway.yaml against databaseURL,
+// accepting one OTLP bearer token (Token).
+func newGateway(tb testing.TB, databaseURL string) *collectorProcess {
+	tb.Helper()
+	token := "test-token-" + rand.Text()
+	c := startCollector(tb, "gateway.yaml",
+		"OTELAUDIT_DATABASE_URL="+databaseURL,
+		"OTELAUDIT_OTLP_TOKEN_FILE="+writeToken(tb, token),
+		"OTELAUDIT_TRACES_ENDPOINT="+freeAddr(tb),
+		"OTELAUDIT_TRACES_INSECURE=true",
 	)
-	tb.Cleanup(func() {
-		c.Stop()
-		if tb.Failed() {
-			tb.Logf("otelcol-audit (agent) output:\n%s", c.logs.String())
-		}
-	})
-	c.Start()
+	c.Token = token
 	return c
+}
+
+// newAgent starts otelcol-audit with agent.yaml, forwarding to the gateway
+// tier gw with the bearer token token.
+func newAgent(tb testing.TB, gw *collectorProcess, token string) *collectorProcess {
+	tb.Helper()
+	return startCollector(tb, "agent.yaml",
+		"OTELAUDIT_GATEWAY_ENDPOINT=http://"+gw.HTTPAddr,
+		"OTELAUDIT_GATEWAY_TOKEN_FILE="+writeToken(tb, token),
+	)
 }
 
 // AuthHeader is the OTLP header that authenticates a client to the

@@ -179,6 +179,25 @@ func waitRows(tb testing.TB, databaseURL string, want int, timeout time.Duration
 	}
 }
 
+// storedIDs returns how often each request id is stored in the audit table
+// at databaseURL.
+func storedIDs(tb testing.TB, databaseURL string) map[uuid.UUID]int {
+	tb.Helper()
+	rows, err := pgtest.Connect(tb, databaseURL).Query(context.Background(), "SELECT request_id FROM audit_log")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stored := map[uuid.UUID]int{}
+	for _, id := range ids {
+		stored[id]++
+	}
+	return stored
+}
+
 func auditRows(tb testing.TB, databaseURL string) [][]any {
 	tb.Helper()
 	conn := pgtest.Connect(tb, databaseURL)

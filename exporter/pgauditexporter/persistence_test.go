@@ -80,21 +80,7 @@ func TestPersistentQueueSurvivesKill(t *testing.T) {
 	waitRows(t, databaseURL, len(sent), 120*time.Second)
 
 	conn := pgtest.Connect(t, databaseURL)
-	rows, err := conn.Query(ctx, "SELECT request_id FROM audit_log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[uuid.UUID]int{}
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		got[id]++
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got := storedIDs(t, databaseURL)
 	for id := range sent {
 		if got[id] != 1 {
 			t.Errorf("request %s stored %d times, want once", id, got[id])

@@ -300,13 +300,20 @@ func TestAppendSyncFailure(t *testing.T) {
 		t.Fatalf("Len=%d, want 2", s.Len())
 	}
 	s.Close()
+	reopenIntact(t, dir, "[0 2]")
+}
+
+// reopenIntact opens dir and checks that no loss is reported and that
+// replayed are the batches replayed.
+func reopenIntact(t *testing.T, dir, replayed string) {
+	t.Helper()
 	var l losses
-	s = openT(t, dir, 1<<30, l.option())
-	if recs, _ := l.get(); len(recs) != 0 {
-		t.Fatalf("losses after a failed sync: %v", recs)
+	s := openT(t, dir, 1<<30, l.option())
+	if recs, errs := l.get(); len(recs) != 0 {
+		t.Fatalf("losses reported: %v %v", recs, errs)
 	}
-	if got := fmt.Sprint(indices(t, drain(t, s))); got != "[0 2]" {
-		t.Fatalf("replayed %s, want [0 2]", got)
+	if got := fmt.Sprint(indices(t, drain(t, s))); got != replayed {
+		t.Fatalf("replayed %s, want %s", got, replayed)
 	}
 }
 
@@ -350,14 +357,7 @@ func TestAppendWriteFailure(t *testing.T) {
 			fail = false
 			appendT(t, s, payload(2, 60))
 			s.Close()
-			var l losses
-			s = openT(t, dir, 1<<30, l.option())
-			if recs, _ := l.get(); len(recs) != 0 {
-				t.Fatalf("the failed append left damage: %v", recs)
-			}
-			if got := fmt.Sprint(indices(t, drain(t, s))); got != "[0 2]" {
-				t.Fatalf("replayed %s, want [0 2]", got)
-			}
+			reopenIntact(t, dir, "[0 2]") // the failed append left no damage
 		})
 	}
 }
