@@ -259,3 +259,18 @@ func TestBadCheckpointSignatureIsCaught(t *testing.T) {
 		t.Fatalf("without a public key: intact %v, unchecked %d; want intact with unchecked signatures", rep.Intact(), rep.SignaturesUnchecked)
 	}
 }
+
+// TestWithoutRows: the chain-only check catches what breaks chains and
+// checkpoints, not row edits.
+func TestWithoutRows(t *testing.T) {
+	tr := buildTrail(t)
+	id, _, _, _ := rowAt(t, tr.final, 10)
+	opts := append(integrityOpts(tr), verify.WithoutRows())
+	edited := tamper(t, tr.final, fmt.Sprintf("UPDATE audit_log SET tool_name = 'x' WHERE id = %d", id))
+	if rep := run(t, edited, opts...); !rep.Intact() || rep.Rows != 0 || rep.Seals == 0 {
+		t.Fatalf("chain-only check of an edited row: intact %v, %d rows, %d seals; want intact, 0 rows read, seals read", rep.Intact(), rep.Rows, rep.Seals)
+	}
+	b, last := streamB(t, tr.final)
+	truncated := tamper(t, tr.final, fmt.Sprintf(`DELETE FROM audit_log_seals WHERE stream_id = '%s' AND seq >= %d`, b, last))
+	caught(t, run(t, truncated, opts...), "checkpoint_mismatch", nil)
+}

@@ -82,15 +82,35 @@ type TxDB interface {
 // read of the head go in one round trip but are two statements: the read
 // must take its snapshot after the lock is granted.
 func LockHead(ctx context.Context, tx TxDB, t Tables, stream uuid.UUID) (Head, error) {
+	return lockHead(ctx, tx, t, stream, false)
+}
+
+// BeginLockHead is [LockHead] on a connection outside a transaction: it
+// sends BEGIN with the lock and the read, in the same round trip. The
+// caller ends the transaction (COMMIT or ROLLBACK), also after an error.
+func BeginLockHead(ctx context.Context, conn TxDB, t Tables, stream uuid.UUID) (Head, error) {
+	return lockHead(ctx, conn, t, stream, true)
+}
+
+func lockHead(ctx context.Context, tx TxDB, t Tables, stream uuid.UUID, begin bool) (Head, error) {
 	var h Head
 	var seq pgtype.Int8
 	var hash []byte
 	b := &pgx.Batch{}
+	if begin {
+		b.Queue(`BEGIN`)
+	}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, LockKey(t.name, stream))
 	b.Queue(`SELECT now(), (SELECT seq FROM `+t.Seals+` WHERE stream_id = $1 ORDER BY seq DESC LIMIT 1),
 		(SELECT seal_hash FROM `+t.Seals+` WHERE stream_id = $1 ORDER BY seq DESC LIMIT 1)`, stream)
 	br := tx.SendBatch(ctx, b)
-	_, err := br.Exec()
+	var err error
+	if begin {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
 	if err == nil {
 		err = br.QueryRow().Scan(&h.Now, &seq, &hash)
 	}
@@ -126,18 +146,28 @@ func nullText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != 
 
 // InsertSeal stores s (its Hash already computed, see [Head.Next]).
 func InsertSeal(ctx context.Context, tx DB, t Tables, s *Seal) error {
+	if _, err := tx.Exec(ctx, insertSealSQL(t), sealArgs(s)...); err != nil {
+		return fmt.Errorf("integrity: insert seal %s/%d: %w", s.StreamID, s.Seq, err)
+	}
+	return nil
+}
+
+// QueueSeal queues the insert of s on b, for a caller that sends it with
+// its COMMIT in one round trip.
+func QueueSeal(b *pgx.Batch, t Tables, s *Seal) { b.Queue(insertSealSQL(t), sealArgs(s)...) }
+
+func insertSealSQL(t Tables) string {
+	return `INSERT INTO ` + t.Seals + ` (stream_id, seq, kind, prev_hash, batch_hash, row_count,
+		first_ts, last_ts, reason, sealed_at, seal_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+}
+
+func sealArgs(s *Seal) []any {
 	var batch []byte
 	if s.Kind == KindBatch {
 		batch = s.BatchHash[:]
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO `+t.Seals+` (stream_id, seq, kind, prev_hash, batch_hash, row_count,
-		first_ts, last_ts, reason, sealed_at, seal_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		s.StreamID, s.Seq, string(s.Kind), s.PrevHash[:], batch, s.RowCount,
-		nullTime(s.FirstTS), nullTime(s.LastTS), nullText(s.Reason), s.SealedAt, s.Hash[:])
-	if err != nil {
-		return fmt.Errorf("integrity: insert seal %s/%d: %w", s.StreamID, s.Seq, err)
-	}
-	return nil
+	return []any{s.StreamID, s.Seq, string(s.Kind), s.PrevHash[:], batch, s.RowCount,
+		nullTime(s.FirstTS), nullTime(s.LastTS), nullText(s.Reason), s.SealedAt, s.Hash[:]}
 }
 
 // AppendSeal locks the stream, chains s after its head and stores it, in

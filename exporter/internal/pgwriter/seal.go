@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -163,7 +164,7 @@ func (w *Writer) CloseStream(ctx context.Context) (seal integrity.Seal, ok bool,
 	return seal, true, nil
 }
 
-func (s *sealer) insertGaps(ctx context.Context, tx pgx.Tx, head integrity.Head, gaps []gap) (integrity.Head, error) {
+func (s *sealer) insertGaps(ctx context.Context, tx integrity.DB, head integrity.Head, gaps []gap) (integrity.Head, error) {
 	for _, g := range gaps {
 		seal := integrity.Seal{StreamID: s.stream, Kind: integrity.KindGap, RowCount: g.n, Reason: g.reason}
 		head.Next(&seal)
@@ -197,7 +198,110 @@ func (w *Writer) writeSealed(ctx context.Context, rows []auditrow.Row) (Result, 
 	return res, nil
 }
 
+// sealTx writes one batch and its seal. The common case is four round
+// trips on one connection: BEGIN with the stream's lock and head, the COPY,
+// and the seal with COMMIT. When the COPY meets a stored row (a replay) or
+// a row PostgreSQL refuses, that transaction is rolled back and the batch
+// is written again in savepoints, sealing only what it inserted.
 func (w *Writer) sealTx(ctx context.Context, rows []auditrow.Row, hashes []integrity.Hash, pos []int32, gaps []gap) (Result, error) {
+	res, done, err := w.sealFast(ctx, rows, hashes, pos, gaps)
+	if done || err != nil {
+		return res, err
+	}
+	return w.sealIsolating(ctx, rows, hashes, pos, gaps)
+}
+
+// sealFast is the COPY path; done is false when the batch must take the
+// isolating path instead (nothing was committed).
+func (w *Writer) sealFast(ctx context.Context, rows []auditrow.Row, hashes []integrity.Hash, pos []int32, gaps []gap) (Result, bool, error) {
+	s := w.seal
+	n := len(rows)
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return Result{}, false, fmt.Errorf("pgwriter: connect: %w", err)
+	}
+	defer conn.Release()
+	open := true
+	defer func() {
+		if open {
+			// A connection left inside a transaction is destroyed by Release.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+		}
+	}()
+	head, err := integrity.BeginLockHead(ctx, conn, s.tables, s.stream)
+	if err != nil {
+		return Result{}, false, fmt.Errorf("pgwriter: %w", err)
+	}
+	if head, err = s.insertGaps(ctx, conn, head, gaps); err != nil {
+		return Result{}, false, fmt.Errorf("pgwriter: %w", err)
+	}
+	seq := head.Seq + 1
+	streamID := s.stream
+	var vals []any
+	_, err = conn.CopyFrom(ctx, w.table, s.columns, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+		vals = appendValues(vals[:0], &rows[i])
+		vals = append(vals, hashRef{&hashes[i]}, uuidRef{&streamID}, int64Ref{&seq}, int32Ref{&pos[i]})
+		return vals, nil
+	}))
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "23505" || isDataError(pgErr.Code)) {
+			return Result{}, false, nil
+		}
+		return Result{}, false, fmt.Errorf("pgwriter: copy %d rows: %w", n, err)
+	}
+	inserted := make([]bool, n)
+	for i := range inserted {
+		inserted[i] = true
+	}
+	seal := s.batchSeal(rows, hashes, inserted)
+	head.Next(&seal)
+	b := &pgx.Batch{}
+	integrity.QueueSeal(b, s.tables, &seal)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Result{}, false, fmt.Errorf("pgwriter: seal and commit %d rows: %w", n, err)
+	}
+	open = false
+	return Result{Inserted: n}, true, nil
+}
+
+// batchSeal returns the batch seal over the inserted rows (chain fields
+// unset).
+func (s *sealer) batchSeal(rows []auditrow.Row, hashes []integrity.Hash, inserted []bool) integrity.Seal {
+	seal := integrity.Seal{StreamID: s.stream, Kind: integrity.KindBatch}
+	bh := integrity.NewBatchHasher()
+	for i := range rows {
+		if !inserted[i] {
+			continue
+		}
+		bh.Add(hashes[i][:])
+		ts := integrity.CanonicalTime(rows[i].Timestamp)
+		if seal.FirstTS.IsZero() || ts.Before(seal.FirstTS) {
+			seal.FirstTS = ts
+		}
+		if ts.After(seal.LastTS) {
+			seal.LastTS = ts
+		}
+	}
+	seal.RowCount = bh.Count()
+	seal.BatchHash = bh.Sum()
+	return seal
+}
+
+// sealIsolating writes the batch with conflict-ignoring INSERTs in
+// savepoints, isolating refused rows, and seals what it inserted.
+func (w *Writer) sealIsolating(ctx context.Context, rows []auditrow.Row, hashes []integrity.Hash, pos []int32, gaps []gap) (Result, error) {
 	s := w.seal
 	n := len(rows)
 	tx, err := w.pool.Begin(ctx)
@@ -213,62 +317,13 @@ func (w *Writer) sealTx(ctx context.Context, rows []auditrow.Row, hashes []integ
 		return Result{}, fmt.Errorf("pgwriter: %w", err)
 	}
 	seq := head.Seq + 1
-	streamID := s.stream
-
-	// The COPY runs in a savepoint: a duplicate or refused row aborts it,
-	// and the batch is then written again row set by row set.
 	inserted := make([]bool, n)
 	var res Result
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("pgwriter: savepoint: %w", err)
+	if err := w.insertIsolatingSealed(ctx, tx, rows, hashes, pos, seq, inserted, &res); err != nil {
+		return Result{}, err
 	}
-	var vals []any
-	_, err = sp.CopyFrom(ctx, w.table, s.columns, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
-		vals = appendValues(vals[:0], &rows[i])
-		vals = append(vals, hashRef{&hashes[i]}, uuidRef{&streamID}, int64Ref{&seq}, int32Ref{&pos[i]})
-		return vals, nil
-	}))
-	if err == nil {
-		err = sp.Commit(ctx)
-		if err != nil {
-			return Result{}, fmt.Errorf("pgwriter: release savepoint: %w", err)
-		}
-		for i := range inserted {
-			inserted[i] = true
-		}
-		res.Inserted = n
-	} else {
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || !(pgErr.Code == "23505" || isDataError(pgErr.Code)) {
-			return Result{}, fmt.Errorf("pgwriter: copy %d rows: %w", n, err)
-		}
-		if err := sp.Rollback(ctx); err != nil {
-			return Result{}, fmt.Errorf("pgwriter: rollback to savepoint: %w", err)
-		}
-		if err := w.insertIsolatingSealed(ctx, tx, rows, hashes, pos, seq, inserted, &res); err != nil {
-			return Result{}, err
-		}
-	}
-
 	if res.Inserted > 0 {
-		seal := integrity.Seal{StreamID: s.stream, Kind: integrity.KindBatch}
-		bh := integrity.NewBatchHasher()
-		for i := range rows {
-			if !inserted[i] {
-				continue
-			}
-			bh.Add(hashes[i][:])
-			ts := integrity.CanonicalTime(rows[i].Timestamp)
-			if seal.FirstTS.IsZero() || ts.Before(seal.FirstTS) {
-				seal.FirstTS = ts
-			}
-			if ts.After(seal.LastTS) {
-				seal.LastTS = ts
-			}
-		}
-		seal.RowCount = bh.Count()
-		seal.BatchHash = bh.Sum()
+		seal := s.batchSeal(rows, hashes, inserted)
 		head.Next(&seal)
 		if seal.Seq != seq {
 			return Result{}, fmt.Errorf("pgwriter: seal %d of stream %s is not the rows' seal %d", seal.Seq, s.stream, seq)
