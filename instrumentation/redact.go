@@ -8,7 +8,6 @@ import (
 	"hash"
 	"regexp"
 	"sync"
-	"sync/atomic"
 )
 
 // RedactedValue replaces the value of a secret argument when no HMAC key is
@@ -110,11 +109,10 @@ type redactor struct {
 	unprefixed []*regexp.Regexp
 	// known caches secret's answers for the keys seen (they repeat from
 	// call to call); at most maxKnownKeys keys of at most maxKnownKeyLen
-	// bytes, so hostile keys cannot grow it.
-	// known is copied on write, so that a lookup takes no lock and does not
-	// allocate.
-	known   atomic.Pointer[map[string]bool]
-	knownMu sync.Mutex
+	// bytes, so hostile keys cannot grow it. A lookup takes the read lock
+	// and does not allocate.
+	knownMu sync.RWMutex
+	known   map[string]bool
 
 	// trigger marks the bytes at which scrubText looks closer: the first
 	// bytes of the prefixes, '=' (key=value, query parameters) and ':'
@@ -182,36 +180,25 @@ func (r *redactor) secret(k string) bool {
 	if len(k) > maxKnownKeyLen {
 		return r.isSecret(k)
 	}
-	m := r.known.Load()
-	if m != nil {
-		if v, ok := (*m)[k]; ok {
-			return v
-		}
+	r.knownMu.RLock()
+	v, ok := r.known[k]
+	n := len(r.known)
+	r.knownMu.RUnlock()
+	if ok {
+		return v
 	}
-	v := r.isSecret(k)
-	if m == nil || len(*m) < maxKnownKeys {
+	v = r.isSecret(k)
+	if n < maxKnownKeys {
 		r.knownMu.Lock()
-		old := r.known.Load()
-		if old == nil || len(*old) < maxKnownKeys {
-			n := make(map[string]bool, 1+lenOf(old))
-			if old != nil {
-				for k2, v2 := range *old {
-					n[k2] = v2
-				}
-			}
-			n[k] = v
-			r.known.Store(&n)
+		if r.known == nil {
+			r.known = make(map[string]bool)
+		}
+		if len(r.known) < maxKnownKeys {
+			r.known[k] = v
 		}
 		r.knownMu.Unlock()
 	}
 	return v
-}
-
-func lenOf(m *map[string]bool) int {
-	if m == nil {
-		return 0
-	}
-	return len(*m)
 }
 
 // isSecret reports whether values under key k are to be redacted: its
@@ -377,8 +364,11 @@ func (r *redactor) matchAt(s string, i int) (a, b int, ok bool) {
 		}
 		return r.colonAt(s, i)
 	}
-	if i > 0 && (isAlnum(s[i-1]) || s[i-1] == '_') {
-		return 0, 0, false // not at the start of a word
+	// Only at the start of a word, '-' counting as part of one: then a
+	// failed attempt (a JWT prefix without its dots, say) costs at most one
+	// scan of the run it starts, never one per occurrence inside it.
+	if i > 0 && (isAlnum(s[i-1]) || s[i-1] == '_' || s[i-1] == '-') {
+		return 0, 0, false
 	}
 	for _, p := range r.prefixed[s[i]] {
 		if len(s)-i < len(p.Prefix) || s[i:i+len(p.Prefix)] != p.Prefix {
@@ -472,12 +462,18 @@ func (r *redactor) colonAt(s string, i int) (a, b int, ok bool) {
 		a, b = valueAfter(s, i+1, ",}] \t\r\n")
 		return a, b, b > a
 	}
-	// A header line: the key must start the line.
+	// A header line: the key must start the line (after spaces). Checked
+	// from the key backwards only, so that many colons cost no more than
+	// one pass.
 	k := i
-	for k > 0 && s[k-1] != '\n' {
+	for k > 0 && (s[k-1] == ' ' || s[k-1] == '\t') {
 		k--
 	}
-	if start := s[k:i]; len(start) < len(key) || trimSpace(start) != key {
+	k -= len(key)
+	for k > 0 && (s[k-1] == ' ' || s[k-1] == '\t') {
+		k--
+	}
+	if k > 0 && s[k-1] != '\n' && s[k-1] != '\r' {
 		return 0, 0, false
 	}
 	a = i + 1
@@ -489,16 +485,6 @@ func (r *redactor) colonAt(s string, i int) (a, b int, ok bool) {
 		b++
 	}
 	return a, b, b > a
-}
-
-func trimSpace(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // userinfoAt handles the authority of a URL that starts at s[i] (after

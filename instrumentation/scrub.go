@@ -11,12 +11,26 @@ import (
 // value in secrets (what redaction removed from the call's arguments) is
 // replaced where it occurs as it is, JSON-escaped or Go-quoted, and then the
 // secret patterns apply (see redactor.scrubText).
+//
+// The work is bounded: when the text times the number of secrets exceeds
+// scrubBudget (a hostile call: thousands of secret values and a huge error
+// text), the text is withheld rather than scrubbed partly.
 func (a *Auditor) scrubError(msg string, secrets []string) string {
 	if len(secrets) > 0 {
 		// Longest first, so that a secret containing another goes whole.
-		slices.SortFunc(secrets, func(x, y string) int { return len(y) - len(x) })
-		for i, s := range secrets {
-			if s == "" || i > 0 && s == secrets[i-1] {
+		slices.SortFunc(secrets, func(x, y string) int {
+			if d := len(y) - len(x); d != 0 {
+				return d
+			}
+			return strings.Compare(x, y)
+		})
+		secrets = slices.Compact(secrets)
+		if len(msg)*len(secrets) > scrubBudget {
+			return "[error text withheld: " + strconv.Itoa(len(msg)) + " bytes with " +
+				strconv.Itoa(len(secrets)) + " secret values, too large to scrub]"
+		}
+		for _, s := range secrets {
+			if s == "" {
 				continue
 			}
 			repl := a.redactor.redactString(s)
@@ -26,6 +40,10 @@ func (a *Auditor) scrubError(msg string, secrets []string) string {
 	msg, _ = a.redactor.scrubText(msg, nil)
 	return msg
 }
+
+// scrubBudget bounds len(error text) × number of secret values scrubbed
+// from it (3 forms each), about 30 ms of work.
+const scrubBudget = 1 << 25
 
 // replaceForms replaces s in msg, and its JSON-escaped and Go-quoted forms
 // where they differ from s.
