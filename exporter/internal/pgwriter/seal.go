@@ -180,14 +180,11 @@ func (s *sealer) insertGaps(ctx context.Context, tx integrity.DB, head integrity
 func (w *Writer) writeSealed(ctx context.Context, rows []auditrow.Row) (Result, error) {
 	s := w.seal
 	n := len(rows)
-	hashes := make([]integrity.Hash, n)
+	hashes := make([]integrity.Hash, n) // filled by sealFast as the COPY streams, or by sealIsolating
 	pos := make([]int32, n)
-	h := s.hashers.Get().(*integrity.RowHasher)
-	for i := range rows {
-		hashes[i] = h.Hash(&rows[i])
+	for i := range pos {
 		pos[i] = int32(i)
 	}
-	s.hashers.Put(h)
 
 	gaps := s.takeGaps()
 	res, err := w.sealTx(ctx, rows, hashes, pos, gaps)
@@ -240,7 +237,13 @@ func (w *Writer) sealFast(ctx context.Context, rows []auditrow.Row, hashes []int
 	seq := head.Seq + 1
 	streamID := s.stream
 	var vals []any
+	// Each row is hashed as the COPY asks for it: pgx encodes rows while the
+	// chunk before them is on its way, so hashing overlaps with PostgreSQL
+	// ingesting.
+	h := s.hashers.Get().(*integrity.RowHasher)
+	defer s.hashers.Put(h)
 	_, err = conn.CopyFrom(ctx, w.table, s.columns, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+		hashes[i] = h.Hash(&rows[i])
 		vals = appendValues(vals[:0], &rows[i])
 		vals = append(vals, hashRef{&hashes[i]}, uuidRef{&streamID}, int64Ref{&seq}, int32Ref{&pos[i]})
 		return vals, nil
@@ -304,6 +307,11 @@ func (s *sealer) batchSeal(rows []auditrow.Row, hashes []integrity.Hash, inserte
 func (w *Writer) sealIsolating(ctx context.Context, rows []auditrow.Row, hashes []integrity.Hash, pos []int32, gaps []gap) (Result, error) {
 	s := w.seal
 	n := len(rows)
+	h := s.hashers.Get().(*integrity.RowHasher)
+	for i := range rows {
+		hashes[i] = h.Hash(&rows[i])
+	}
+	s.hashers.Put(h)
 	tx, err := w.pool.Begin(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("pgwriter: begin: %w", err)
