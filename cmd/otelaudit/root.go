@@ -145,6 +145,11 @@ func openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "otelaudit"
 	}
+	if cfg.ConnConfig.RuntimeParams["work_mem"] == "" {
+		// Scans sort one time window at a time (internal/auditquery): let
+		// a window's sort stay in memory rather than spill to disk.
+		cfg.ConnConfig.RuntimeParams["work_mem"] = "32MB"
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}

@@ -26,7 +26,7 @@ const (
 	firstWindow  = time.Hour
 	minWindow    = time.Minute
 	maxWindow    = 32 * 24 * time.Hour
-	windowTarget = 50_000
+	windowTarget = 20_000
 )
 
 // windowed reports whether q runs as a windowed scan: not when it looks up
