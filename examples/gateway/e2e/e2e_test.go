@@ -235,8 +235,11 @@ func TestTypeScriptClientThroughGatewayToServerEverything(t *testing.T) {
 				{Name: "no_such_tool"},
 				// Progress through the proxy: every notification.
 				{Name: "everything_trigger-long-running-operation", Arguments: map[string]any{"duration": 1, "steps": 4}, Progress: true},
-				// Cancelled by the caller (AbortController).
-				{Name: "sleep", Arguments: map[string]any{"ms": 8000}, AbortAfterMS: 300},
+				// Cancelled by the caller (AbortController). The abort waits
+				// 1.5 s (call_timeout is 3 s): notifications/cancelled is a
+				// POST of its own, and one that overtakes its call (under
+				// load) cancels nothing.
+				{Name: "sleep", Arguments: map[string]any{"ms": 8000}, AbortAfterMS: 1500},
 				// Past call_timeout (3 s), proxied.
 				{Name: "everything_trigger-long-running-operation", Arguments: map[string]any{"duration": 6, "steps": 2}},
 				// The stdio backend's environment.

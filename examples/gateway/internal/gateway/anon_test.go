@@ -166,7 +166,8 @@ func TestAnonymousFloodCostsNoAuthenticatedRow(t *testing.T) {
 
 // TestRefusedBeforeTheToolIsAudited sends authenticated tools/call requests
 // the MCP layer refuses before any tool runs: without a session (before
-// initialize), with an unknown session, with another caller's session.
+// initialize), with an unknown session, with another caller's session, with
+// a Content-Type the transport refuses.
 // Each is one denied row of its caller; the client-chosen session id is not
 // stored.
 func TestRefusedBeforeTheToolIsAudited(t *testing.T) {
@@ -175,11 +176,14 @@ func TestRefusedBeforeTheToolIsAudited(t *testing.T) {
 	defer cancel()
 	bob := tg.connect(ctx, testBobToken, nil)
 
-	post := func(token, session string, id any) (int, map[string]any) {
+	post := func(token, session string, id any, contentType ...string) (int, map[string]any) {
 		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "tools/call",
 			"params": map[string]any{"name": "echo", "arguments": map[string]any{"text": "early"}}})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tg.base+"/mcp", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if len(contentType) > 0 {
+			req.Header.Set("Content-Type", contentType[0])
+		}
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		req.Header.Set("Authorization", "Bearer "+token)
 		if session != "" {
@@ -204,6 +208,9 @@ func TestRefusedBeforeTheToolIsAudited(t *testing.T) {
 	if status, _ := post(testToken, bob.ID(), 13); status != http.StatusForbidden {
 		t.Errorf("bob's session: HTTP %d, want 403", status)
 	}
+	if status, _ := post(testBobToken, bob.ID(), 14, "text/plain"); status != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain: HTTP %d, want 415", status)
+	}
 	tg.finish()
 	var got []string
 	for _, r := range tg.rows() {
@@ -216,6 +223,7 @@ func TestRefusedBeforeTheToolIsAudited(t *testing.T) {
 		"alice echo denied session_not_initialized",
 		"alice echo denied session_not_found",
 		"alice echo denied session_user_mismatch",
+		"bob echo denied http_415",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -176,7 +176,14 @@ func (a *authenticator) serveAuthenticated(protected http.Handler, w http.Respon
 		return
 	}
 	rec := &statusRecorder{ResponseWriter: w}
+	counted := &countingBody{ReadCloser: r.Body}
+	r.Body = counted
 	protected.ServeHTTP(rec, r)
+	if rec.status < 400 || counted.n > 0 {
+		// Served, or refused after the MCP layer read the request (and
+		// found no tool call it could run).
+		return
+	}
 	var errType, msg string
 	switch rec.status {
 	case http.StatusNotFound:
@@ -184,7 +191,9 @@ func (a *authenticator) serveAuthenticated(protected http.Handler, w http.Respon
 	case http.StatusForbidden:
 		errType, msg = "session_user_mismatch", "HTTP 403: the session belongs to another caller"
 	default:
-		return
+		// Content-Type or Accept the streamable transport refuses, ...
+		errType = fmt.Sprintf("http_%d", rec.status)
+		msg = fmt.Sprintf("HTTP %d: %s", rec.status, http.StatusText(rec.status))
 	}
 	// The MCP handler refused the request before reading its body.
 	body, _ := io.ReadAll(io.LimitReader(r.Body, maxAuthPeekBytes))
@@ -193,6 +202,18 @@ func (a *authenticator) serveAuthenticated(protected http.Handler, w http.Respon
 			a.auditRefused(r, id, p, errType, msg, time.Since(start))
 		}
 	}
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
 }
 
 // auditRefused records an authenticated tool call refused before it reached

@@ -139,7 +139,10 @@ func TestConnectionCapPerClient(t *testing.T) {
 	}
 	// The server accepts asynchronously: wait until it counts the four.
 	waitFor(t, 5*time.Second, func() bool {
-		cl := tg.g.conns.Load()
+		cl := tg.g.conns.Load() // set when Serve starts
+		if cl == nil {
+			return false
+		}
 		cl.mu.Lock()
 		defer cl.mu.Unlock()
 		return cl.open["127.0.0.1"] == cfg.Server.MaxConnsPerClient
