@@ -310,6 +310,7 @@
       box.appendChild(b);
       return;
     }
+    box.appendChild(el("span", "integrity-label", "Integrity"));
     for (const s of rep.streams) {
       let text = "stream " + String(s.stream).slice(0, 8) + ": " + (label[s.state] || s.state);
       if (s.state === "broken" && s.broken_at) text = "stream " + String(s.stream).slice(0, 8) + ": broken at seal " + s.broken_at;
