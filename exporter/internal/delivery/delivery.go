@@ -107,6 +107,7 @@ type Delivery struct {
 	permanent atomic.Pointer[failure] // the last write failed with an error no retry fixes
 	spoolErr  atomic.Pointer[failure] // the last spool append failed
 	queueFull atomic.Pointer[func() bool]
+	waiting   atomic.Int32 // Delivers waiting for a spool that refused their batch
 
 	writeRep, replayRep, spoolRep, corruptRep reporter
 
@@ -277,6 +278,8 @@ func (d *Delivery) toSpool(ctx context.Context, rows []auditrow.Row, writeErr er
 		d.bufs.Put(buf)
 	}()
 	*buf = auditrow.AppendRows((*buf)[:0], rows)
+	d.waiting.Add(1)
+	defer d.waiting.Add(-1)
 	for {
 		err := d.cfg.Spool.AppendRecords(*buf, n)
 		if err == nil {

@@ -433,6 +433,39 @@ func TestSpoolAppendErrorUntilDeadlineIsCounted(t *testing.T) {
 	}
 }
 
+// A spool failure outlives the Deliver that met it (its context ended): with
+// no more traffic (a fail-closed gateway sends none), Health recovers once
+// the spool takes writes again, through the background probe; and once
+// PostgreSQL is back with the spool empty.
+func TestSpoolFailureRecoversWithoutTraffic(t *testing.T) {
+	catchHandled(t)
+	for _, cause := range []string{"disk", "postgres"} {
+		t.Run(cause, func(t *testing.T) {
+			f := newFixture(t, true)
+			f.down(errDown)
+			f.sp.failWith(syscall.ENOSPC)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			if err := f.d.Deliver(ctx, rows(2)); err == nil {
+				t.Fatal("Deliver = nil although the spool never took the batch")
+			}
+			time.Sleep(20 * f.d.cfg.ProbeInterval) // the loop runs; the cause is still there
+			if !errors.Is(f.d.Health(), ErrUnavailable) {
+				t.Fatal("Health = nil while the spool still fails")
+			}
+			if cause == "disk" {
+				f.sp.failWith(nil)
+			} else {
+				f.down(nil)
+			}
+			eventually(t, "Health to recover", func() bool { return f.d.Health() == nil })
+			if st := f.d.Stats(); st.Dropped != 2 || st.Spooled != 0 {
+				t.Errorf("stats %+v, want the 2 records of the failed Deliver dropped, nothing else", st)
+			}
+		})
+	}
+}
+
 // A full spool drops the batch at once (without SpoolWait), counted, Health
 // fails until the replayer makes room.
 func TestSpoolFullDropsAndRecoversAfterReplay(t *testing.T) {

@@ -29,12 +29,40 @@ func (d *Delivery) maintain() {
 		case <-tick.C:
 		case <-appended:
 		}
-		if (d.down.Load() || d.permanent.Load() != nil) && !d.probe() {
-			continue
-		}
-		if d.cfg.Spool != nil && d.cfg.Spool.Len() > 0 {
+		writable := !(d.down.Load() || d.permanent.Load() != nil) || d.probe()
+		if writable && d.cfg.Spool != nil && d.cfg.Spool.Len() > 0 {
 			d.replay()
 		}
+		d.recoverSpool()
+	}
+}
+
+// emptyBatch is an encoded batch of no rows: the spool probe appends it.
+var emptyBatch = auditrow.AppendRows(nil, nil)
+
+// recoverSpool clears a spool failure once it cannot cost a record, or
+// once the spool takes writes again. A fail-closed gateway sends no records
+// while Health fails, so without this a failure would outlive its cause:
+//   - PostgreSQL takes writes and the spool is empty: new batches go
+//     straight to PostgreSQL, the spool is not needed;
+//   - otherwise, when no Deliver is retrying the spool itself, an empty
+//     batch (no records; replayed as nothing) is appended as a probe.
+//
+// A full spool is cleared by the replayer as it makes room, not here.
+func (d *Delivery) recoverSpool() {
+	f := d.spoolErr.Load()
+	if f == nil || d.cfg.Spool == nil {
+		return
+	}
+	if !d.down.Load() && d.permanent.Load() == nil && d.cfg.Spool.Len() == 0 {
+		d.spoolErr.CompareAndSwap(f, nil)
+		return
+	}
+	if isFull(f.err) || d.waiting.Load() > 0 {
+		return
+	}
+	if err := d.cfg.Spool.AppendRecords(emptyBatch, 0); err == nil {
+		d.spoolErr.CompareAndSwap(f, nil)
 	}
 }
 
@@ -73,7 +101,9 @@ func (d *Delivery) replay() {
 			return
 		}
 		rows, err := auditrow.DecodeRows(b.Data)
-		if err != nil {
+		if err == nil && len(rows) == 0 {
+			// A probe of recoverSpool: nothing to write.
+		} else if err != nil {
 			// The spool's checksum passed, so this is a bug or a spool
 			// written by another version: count it, report it, never loop
 			// on it. How many records it held is unknown: count one.
