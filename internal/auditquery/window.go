@@ -80,7 +80,9 @@ func eachWindowed(ctx context.Context, db DB, table string, q Query, fn func(*Ro
 		floorKnown := false
 		for {
 			final := false
-			if !f.Since.IsZero() && !lo.After(f.Since) {
+			// A sliver of window left before since is not worth a statement
+			// of its own.
+			if !f.Since.IsZero() && lo.Sub(f.Since) < width/4 {
 				lo, final = f.Since, true
 			}
 			if floorKnown && !lo.After(floor) {
@@ -92,6 +94,9 @@ func eachWindowed(ctx context.Context, db DB, table string, q Query, fn func(*Ro
 			}
 			width = adapt(width, n)
 			hi = lo
+			if !floorKnown && !f.Since.IsZero() {
+				floor, floorKnown = f.Since, true
+			}
 			if !floorKnown {
 				// How far back is there anything at all?
 				t, ok, err := minTimestamp(ctx, db, table, f, time.Time{}, hi)

@@ -128,7 +128,9 @@
       const err = el("td", "err", r.error_message || "");
       if (r.error_message) err.title = r.error_message;
       tr.appendChild(err);
+      tr.tabIndex = 0;
       tr.addEventListener("click", () => openDetail(r, tr));
+      tr.addEventListener("keydown", (e) => { if (e.key === "Enter") openDetail(r, tr); });
       if (state.selected === r.id) tr.classList.add("selected");
       tbody.appendChild(tr);
     }
