@@ -208,6 +208,16 @@ func TestErrorTextScrubbed(t *testing.T) {
 		})(context.Background(), ToolRequest{Tool: "t", Args: json.RawMessage(raw)})
 		check(t, f, true)
 	})
+	t.Run("base64 form", func(t *testing.T) {
+		f := newFixture(t)
+		// A []byte argument in error text marshalled as JSON is base64.
+		b, _ := json.Marshal([]byte(`hun"ter2`))
+		f.a.Record(context.Background(), Call{Tool: "t", Args: map[string]any{"password": `hun"ter2`}, Err: errors.New("bad blob " + string(b) + ", q=visible")})
+		_, attrs := f.only(t)
+		if msg := attrs[otelaudit.ErrorMessageKey].AsString(); strings.Contains(msg, "aHVuInRlcjI=") || !strings.Contains(msg, "visible") {
+			t.Errorf("error text %q", msg)
+		}
+	})
 	t.Run("HMAC mode", func(t *testing.T) {
 		f := newFixture(t, WithHMACKey([]byte("k")))
 		f.a.Record(context.Background(), Call{Tool: "t", Args: args, Err: quoting(args)})

@@ -1,6 +1,7 @@
 package instrumentation
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -9,7 +10,7 @@ import (
 
 // scrubError returns the error text msg of a call without its secrets: every
 // value in secrets (what redaction removed from the call's arguments) is
-// replaced where it occurs as it is, JSON-escaped or Go-quoted, and then the
+// replaced where it occurs as it is, JSON-escaped, Go-quoted or base64, and then the
 // secret patterns apply (see redactor.scrubText).
 //
 // The work is bounded: when the text times the number of secrets exceeds
@@ -42,11 +43,11 @@ func (a *Auditor) scrubError(msg string, secrets []string) string {
 }
 
 // scrubBudget bounds len(error text) × number of secret values scrubbed
-// from it (3 forms each), about 30 ms of work.
+// from it (4 forms each), about 30 ms of work.
 const scrubBudget = 1 << 25
 
-// replaceForms replaces s in msg, and its JSON-escaped and Go-quoted forms
-// where they differ from s.
+// replaceForms replaces s in msg, and its JSON-escaped, Go-quoted and (for
+// six bytes or more) base64 forms where they differ from s.
 func replaceForms(msg, s, repl string) string {
 	if strings.Contains(msg, s) {
 		msg = strings.ReplaceAll(msg, s, repl)
@@ -54,6 +55,12 @@ func replaceForms(msg, s, repl string) string {
 	if b, err := json.Marshal(s); err == nil {
 		if q := string(b[1 : len(b)-1]); q != s && strings.Contains(msg, q) {
 			msg = strings.ReplaceAll(msg, q, repl)
+		}
+	}
+	if len(s) >= 6 {
+		// As encoding/json writes a []byte.
+		if b := base64.StdEncoding.EncodeToString([]byte(s)); strings.Contains(msg, b) {
+			msg = strings.ReplaceAll(msg, b, repl)
 		}
 	}
 	if q := strconv.Quote(s); q[1:len(q)-1] != s {
