@@ -43,6 +43,9 @@ type Writer struct {
 	reject  string
 	columns []string
 	seal    *sealer // nil: no sealing (seal.go)
+
+	stage         *stagePlan // isolating refused rows (isolate.go)
+	rejectManySQL string     // INSERT of many rejected rows
 }
 
 // New returns a Writer for table (and table_rejects) over pool. The table
@@ -56,6 +59,9 @@ func New(pool *pgxpool.Pool, table string, opts ...Option) *Writer {
 		insert:  insertStatement(quoted),
 		reject:  strings.ReplaceAll(rejectSQL, "audit_log_rejects", rejects),
 		columns: auditrow.ColumnNames(),
+		stage:   newStagePlan(quoted, auditStageColumns()),
+		rejectManySQL: "INSERT INTO " + rejects + " (request_id, error, payload)\n" +
+			"SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
 	}
 	for _, o := range opts {
 		o(w)
@@ -67,8 +73,9 @@ func New(pool *pgxpool.Pool, table string, opts ...Option) *Writer {
 // path into an indexed table. When the COPY hits a row that is already
 // stored (a retried or replayed batch), it writes the batch again with
 // INSERT ... ON CONFLICT DO NOTHING. When PostgreSQL refuses some row's data,
-// it isolates the refused rows, writes the others, and moves each refused row
-// to the reject table.
+// it isolates the refused rows in a fixed number of statements (see
+// isolate.go), writes the others, and moves each refused row to the reject
+// table, all in one transaction.
 //
 // rows must stay unchanged until Write returns. A returned error means
 // nothing more can be known about the batch: the connection failed (see
@@ -94,14 +101,21 @@ func (w *Writer) Write(ctx context.Context, rows []auditrow.Row) (Result, error)
 	if !errors.As(err, &pgErr) || !(pgErr.Code == "23505" || isDataError(pgErr.Code)) {
 		return Result{}, fmt.Errorf("pgwriter: copy %d rows: %w", n, err)
 	}
-	var res Result
-	if err := w.insertIsolating(ctx, rows, &res); err != nil {
-		return res, err
+	if pgErr.Code == "23505" {
+		// A replay: the conflict-ignoring INSERT skips the stored rows.
+		inserted, err := w.insertIgnore(ctx, rows)
+		if err == nil {
+			return Result{Inserted: inserted, Duplicates: n - inserted}, nil
+		}
+		if !errors.As(err, &pgErr) || !isDataError(pgErr.Code) {
+			return Result{}, err
+		}
 	}
-	return res, nil
+	return w.isolate(ctx, rows)
 }
 
-// insertIsolating writes rows idempotently; a data error splits them.
+// insertIsolating writes rows idempotently; a data error splits them. It is
+// the fallback of isolate when the rows cannot be staged.
 func (w *Writer) insertIsolating(ctx context.Context, rows []auditrow.Row, res *Result) error {
 	inserted, err := w.insertIgnore(ctx, rows)
 	if err == nil {
