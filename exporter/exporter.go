@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 
@@ -120,52 +119,6 @@ func New(ctx context.Context, opts ...Option) (*Exporter, error) {
 	return e, nil
 }
 
-// corruptSink takes the spool's reports of damaged records: the ones Open
-// finds arrive before the delivery exists and are handed over once it does.
-type corruptSink struct {
-	mu    sync.Mutex
-	d     *delivery.Delivery
-	early []corruptReport
-}
-
-type corruptReport struct {
-	records int
-	err     error
-}
-
-func (c *corruptSink) report(records int, err error) {
-	c.mu.Lock()
-	d := c.d
-	if d == nil {
-		c.early = append(c.early, corruptReport{records, err})
-	}
-	c.mu.Unlock()
-	if d != nil {
-		d.Corrupt(records, err)
-	}
-}
-
-func (c *corruptSink) attach(d *delivery.Delivery) {
-	c.mu.Lock()
-	c.d = d
-	early := c.early
-	c.early = nil
-	c.mu.Unlock()
-	for _, r := range early {
-		d.Corrupt(r.records, r.err)
-	}
-}
-
-// insertProbe checks that the audit table exists and takes inserts, with an
-// INSERT that inserts nothing (the writer role may not SELECT).
-func insertProbe(pool *pgxpool.Pool, table string) func(context.Context) error {
-	sql := `INSERT INTO ` + pgx.Identifier{table}.Sanitize() + ` (request_id) SELECT NULL::uuid WHERE false`
-	return func(ctx context.Context) error {
-		_, err := pool.Exec(ctx, sql)
-		return err
-	}
-}
-
 // Export maps the audit records of records to rows and hands them to the
 // delivery, which writes them in one round trip. Records that are not audit
 // events are skipped. Transient database errors are retried within ctx and
@@ -269,35 +222,3 @@ func (e *Exporter) closePool() {
 		e.pool.Close()
 	}
 }
-
-// Stats are the exporter's running totals, the same figures as its metrics
-// (each is counted once, in the instrument and the total together).
-type Stats struct {
-	// Written rows were inserted into audit_log (directly or replayed).
-	Written int64
-	// Duplicates were already stored (replays); nothing was written for them.
-	Duplicates int64
-	// Rejected rows were refused by PostgreSQL and stored in the reject table.
-	Rejected int64
-	// Skipped records were not audit events.
-	Skipped int64
-	// Spooled rows went to the spool; Replayed rows came back out of it
-	// into PostgreSQL (written or found already there).
-	Spooled, Replayed int64
-	// Dropped records were lost, and reported; DroppedByReason splits them
-	// by the reason attribute of otelaudit.records.dropped. Records the
-	// processor refused are counted by the processor, not here.
-	Dropped         int64
-	DroppedByReason map[string]int64
-	// WriteErrors are writes that failed with an error no retry can fix,
-	// ReplayErrors failed replays of spooled batches, SpoolErrors spool
-	// appends that failed other than by a full spool: the figures of
-	// otelaudit.exporter.errors{kind}.
-	WriteErrors, ReplayErrors, SpoolErrors int64
-	// SpoolBacklog is the number of spooled batches not yet replayed
-	// (zero without a spool): the spool is drained when it is zero.
-	SpoolBacklog int
-}
-
-// Stats returns the exporter's running totals.
-func (e *Exporter) Stats() Stats { return Stats(e.deliv.Stats()) }
