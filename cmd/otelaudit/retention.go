@@ -16,8 +16,9 @@ import (
 func init() { rootCmd.AddCommand(newRetentionCmd()) }
 
 // retentionHooks run, in order, inside the transaction of each partition
-// drop, before it (see migrations.DropHook): the tamper-evidence code adds
-// the hook that records each stream's last seal in the dropped range.
+// drop, before it (see migrations.DropHook), after DropPartitions has
+// recorded each seal stream's last seal in the range. None by default; a
+// file of this command can add one (for example to archive the day).
 var retentionHooks []migrations.DropHook
 
 func runRetentionHooks(ctx context.Context, tx pgx.Tx, p migrations.Partition) error {
