@@ -16,7 +16,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -385,55 +384,13 @@ func (v *viewer) summary(ctx context.Context, q url.Values) (any, error) {
 	// Align the buckets to the step so that a live refresh keeps them still.
 	f.Since = f.Since.Truncate(step)
 
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		timeline []auditquery.Bucket
-		top      = map[auditquery.GroupBy][]auditquery.Stat{}
-	)
-	keep := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
-	wg.Go(func() {
-		tl, err := auditquery.Timeline(ctx, v.pool, v.table, f, step)
-		if err != nil {
-			keep(err)
-		}
-		timeline = tl
-	})
-	for _, by := range []auditquery.GroupBy{auditquery.ByTool, auditquery.BySubject, auditquery.ByError} {
-		wg.Go(func() {
-			st, err := auditquery.Top(ctx, v.pool, v.table, f, by, 8)
-			if err != nil {
-				keep(err)
-			}
-			mu.Lock()
-			top[by] = st
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	nz := func(s []auditquery.Stat) []auditquery.Stat {
-		if s == nil {
-			return []auditquery.Stat{}
-		}
-		return s
-	}
-	if timeline == nil {
-		timeline = []auditquery.Bucket{}
+	sum, err := auditquery.Summarize(ctx, v.pool, v.table, f, step, 8)
+	if err != nil {
+		return nil, err
 	}
 	return map[string]any{
-		"since": f.Since, "until": end, "step_seconds": step.Seconds(), "timeline": timeline,
-		"top_tools": nz(top[auditquery.ByTool]), "top_subjects": nz(top[auditquery.BySubject]),
-		"top_errors": nz(top[auditquery.ByError]),
+		"since": f.Since, "until": end, "step_seconds": step.Seconds(), "timeline": sum.Timeline,
+		"top_tools": sum.Tools, "top_subjects": sum.Subjects, "top_errors": sum.Errors,
 	}, nil
 }
 

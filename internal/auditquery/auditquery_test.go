@@ -354,3 +354,33 @@ func TestOCSF(t *testing.T) {
 		t.Fatal("no session uid")
 	}
 }
+
+// TestSummarize: the one-scan summary equals Timeline and Top.
+func TestSummarize(t *testing.T) {
+	pool := testDB(t)
+	ctx := context.Background()
+	f := Filter{Since: base, Until: base.Add(time.Minute)}
+	s, err := Summarize(ctx, pool, "audit_log", f, 10*time.Second, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := Timeline(ctx, pool, "audit_log", f, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(s.Timeline) != fmt.Sprint(tl) {
+		t.Fatalf("timeline\n got %v\nwant %v", s.Timeline, tl)
+	}
+	for by, got := range map[GroupBy][]Stat{ByTool: s.Tools, BySubject: s.Subjects, ByError: s.Errors} {
+		want, err := Top(ctx, pool, "audit_log", f, by, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("top %s\n got %v\nwant %v", by, got, want)
+		}
+	}
+	if len(s.Errors) == 0 || len(s.Tools) != 3 {
+		t.Fatalf("summary: %+v", s)
+	}
+}
