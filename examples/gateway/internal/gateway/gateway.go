@@ -22,6 +22,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/sentinel-gateway/otelaudit/instrumentation"
 	"github.com/sentinel-gateway/otelaudit/instrumentation/mcpsdk"
@@ -52,6 +53,8 @@ type Gateway struct {
 	handler   http.Handler
 	authn     *authenticator
 	conns     atomic.Pointer[connLimiter]
+	// metricsReg publishes AnonymousStats as metrics.
+	metricsReg metric.Registration
 
 	// inflight counts requests other than GET (which holds a long-lived
 	// event stream open): POSTs carrying tool calls, DELETEs ending sessions.
@@ -115,6 +118,9 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Gateway, error
 	mux.Handle("/mcp", g.track(g.authn.middleware(streamable)))
 	mux.HandleFunc("GET /healthz", g.healthz)
 	g.handler = mux
+	if err := g.registerMetrics(); err != nil {
+		logger.Warn("gateway metrics not published", "err", err)
+	}
 
 	logger.Info("gateway ready", "audit", tel.Mode, "spool_dir", cfg.Audit.SpoolDir, "fail_closed", cfg.Audit.FailClosed,
 		"tools", len(g.routes), "backends", len(g.backends))
@@ -321,6 +327,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 			// The refusals still being aggregated become rows now.
 			g.authn.anon.close()
 		}
+		g.unregisterMetrics()
 		for _, b := range g.backends {
 			if err := b.close(); err != nil {
 				errs = append(errs, err)
