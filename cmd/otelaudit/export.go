@@ -133,7 +133,7 @@ repeated). A progress bar is shown on a terminal.`,
 			// a fixed number of chunks circulate.
 			err = pipeline(ctx, func(ctx context.Context, emit func(*auditquery.Row) error) error {
 				_, _, err := auditquery.Each(ctx, pool, tableName(),
-					auditquery.Query{Filter: f, Order: auditquery.OldestFirst, After: cur}, emit)
+					auditquery.Query{Filter: f, Order: auditquery.OldestFirst, After: cur, SkipExtracted: format != "ocsf"}, emit)
 				return err
 			}, func() error {
 				if err := out.Flush(); err != nil {

@@ -103,7 +103,7 @@ func (fl *Follower) Poll(ctx context.Context, fn func(*Row) error) (n int, more 
 	var b builder
 	b.filter(&fl.filter)
 	b.add(`id = ANY(` + b.arg(ids) + `::bigint[])`)
-	rows, err := fl.db.Query(ctx, "SELECT "+columns+" FROM "+ident(fl.table)+b.clause()+" ORDER BY id", b.args...)
+	rows, err := fl.db.Query(ctx, "SELECT "+columns+extracted+" FROM "+ident(fl.table)+b.clause()+" ORDER BY id", b.args...)
 	if err != nil {
 		return 0, false, fmt.Errorf("auditquery: follow: %w", err)
 	}

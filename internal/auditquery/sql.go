@@ -27,8 +27,15 @@ const SessionExpr = `(attributes->>'mcp.session.id')`
 // columns are the audit table's columns the query layer reads, in the order
 // [scanRow] expects.
 const columns = `id, request_id, "timestamp", client_subject, client_role, tool_name, backend_name,
- request_args, response_status, error_message, latency_ms, trace_id, span_id, service_name, attributes, created_at,
- ` + SessionExpr + `, attributes->>'error.type', attributes->>'client.address', attributes->>'client.port'`
+ request_args, response_status, error_message, latency_ms, trace_id, span_id, service_name, attributes, created_at, `
+
+// extracted are the attributes Row carries apart (the OCSF mapping's
+// fields), and noExtracted their placeholders when the caller needs none
+// (four jsonb lookups per row saved).
+const (
+	extracted   = SessionExpr + `, attributes->>'error.type', attributes->>'client.address', attributes->>'client.port'`
+	noExtracted = `NULL::text, NULL::text, NULL::text, NULL::text`
+)
 
 // builder accumulates a WHERE clause with its bind parameters.
 type builder struct {
@@ -110,6 +117,10 @@ type Query struct {
 	After Cursor
 	// Limit caps the rows; 0 means no cap (a stream).
 	Limit int
+	// SkipExtracted leaves Row's SessionID, ErrorType, ClientAddress and
+	// ClientPort nil (what the OCSF mapping needs; a jsonl or csv export
+	// does not).
+	SkipExtracted bool
 
 	// winLo and winHi bound one time window of a windowed scan (see
 	// window.go); zero means unbounded.
@@ -135,7 +146,11 @@ func (q *Query) SQL(table string) (string, []any) {
 	if !q.After.IsZero() {
 		b.add(`("timestamp", id) ` + cmp + ` (` + b.arg(q.After.Time) + `, ` + b.arg(q.After.ID) + `)`)
 	}
-	sql := "SELECT " + columns + " FROM " + ident(table) + b.clause() +
+	ex := extracted
+	if q.SkipExtracted {
+		ex = noExtracted
+	}
+	sql := "SELECT " + columns + ex + " FROM " + ident(table) + b.clause() +
 		` ORDER BY "timestamp" ` + dir + `, id ` + dir
 	if q.Limit > 0 {
 		sql += " LIMIT " + b.arg(q.Limit)
