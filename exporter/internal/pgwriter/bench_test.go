@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
 	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 )
@@ -28,8 +30,16 @@ func BenchmarkWrite1024Clean(b *testing.B)        { benchWrite(b, nil) }
 func BenchmarkWrite1024RefusedJSON(b *testing.B)  { benchWrite(b, poisonJSON) }
 func BenchmarkWrite1024RefusedMixed(b *testing.B) { benchWrite(b, poison) }
 
-func benchWrite(b *testing.B, refuse func([]auditrow.Row) int) {
-	w, _, _ := tracedWriter(b)
+// The same with WithSealing, the exporter's default.
+func BenchmarkWrite1024SealedClean(b *testing.B) {
+	benchWrite(b, nil, pgwriter.WithSealing(uuid.New()))
+}
+func BenchmarkWrite1024SealedRefusedJSON(b *testing.B) {
+	benchWrite(b, poisonJSON, pgwriter.WithSealing(uuid.New()))
+}
+
+func benchWrite(b *testing.B, refuse func([]auditrow.Row) int, opts ...pgwriter.Option) {
+	w, _, _ := tracedWriter(b, opts...)
 	batches := make([][]auditrow.Row, b.N)
 	bad := 0
 	for i := range batches {

@@ -27,8 +27,9 @@ import (
 // refuses) does the writer fall back to splitting the batch in halves,
 // which costs O(refused × log batch) statements.
 
-// stageTable is the temporary table of a batch being isolated: made once
-// per connection, emptied at the end of each use.
+// stageTable is the temporary table of a batch being isolated (the sealing
+// writer's has more columns and a name of its own): made once per
+// connection, emptied at the end of each transaction that used it.
 const stageTable = "otelaudit_stage"
 
 // stageResultSetting carries the outcome of the DO block to the client.
@@ -45,9 +46,11 @@ type stageColumn struct {
 // stagePlan is the SQL of one kind of staged insert (audit columns only, or
 // with the seal's columns).
 type stagePlan struct {
-	create string   // CREATE TEMP TABLE
-	cols   []string // COPY columns of the stage: p, c0, c1, ...
-	do     string   // the DO block
+	table     string   // the stage's name
+	returning bool     // the outcome lists the inserted rows (ins)
+	create    string   // CREATE TEMP TABLE
+	cols      []string // COPY columns of the stage: p, c0, c1, ...
+	do        string   // the DO block
 }
 
 // newStagePlan builds the staging SQL for inserting cols into table
@@ -60,8 +63,12 @@ type stagePlan struct {
 // errors; (2) it inserts all other rows with one set-based INSERT; (3) only
 // if that still fails (a refusal the client did not foresee) does it
 // insert those rows one by one too.
-func newStagePlan(table string, cols []stageColumn) *stagePlan {
-	p := &stagePlan{cols: []string{"p", "q"}}
+//
+// returning, when not "", is a target column that holds the row's index in
+// the batch (the seal position): the outcome then lists the rows inserted.
+func newStagePlan(table, stage string, cols []stageColumn, returning string) *stagePlan {
+	p := &stagePlan{table: stage, returning: returning != "", cols: []string{"p", "q"}}
+	stageTable := stage
 	var create, names, values, selects strings.Builder
 	create.WriteString("CREATE TEMP TABLE IF NOT EXISTS " + stageTable + " (p integer, q boolean")
 	for i, c := range cols {
@@ -83,14 +90,22 @@ func newStagePlan(table string, cols []stageColumn) *stagePlan {
 	}
 	create.WriteString(") ON COMMIT DELETE ROWS")
 	p.create = create.String()
+	ret, retInto := "", ""
+	if returning != "" {
+		ret = "\n\t\t\tRETURNING " + quote(returning)
+		retInto = ret + " INTO x"
+	}
 	insertRow := `
 			BEGIN
+				x := NULL;
 				INSERT INTO ` + table + ` (` + names.String() + `)
 				VALUES (` + values.String() + `)
-				ON CONFLICT DO NOTHING;
+				ON CONFLICT DO NOTHING` + retInto + `;
 				GET DIAGNOSTICS n = ROW_COUNT;
 				IF n = 0 THEN
 					ndup := ndup + 1;
+				ELSIF x IS NOT NULL THEN
+					ins := ins || x;
 				END IF;
 			EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded THEN
 				rej := rej || r.p;
@@ -98,14 +113,22 @@ func newStagePlan(table string, cols []stageColumn) *stagePlan {
 				msgs := msgs || SQLERRM;
 			END;`
 	insertSet := func(conflict string) string {
-		return `INSERT INTO ` + table + ` (` + names.String() + `)
+		q := `INSERT INTO ` + table + ` (` + names.String() + `)
 			SELECT ` + selects.String() + `
-			FROM pg_temp.` + stageTable + ` s WHERE NOT s.q` + conflict + `;`
+			FROM pg_temp.` + stageTable + ` s WHERE NOT s.q` + conflict
+		if returning == "" {
+			return q + ";\n\t\t\tGET DIAGNOSTICS n = ROW_COUNT;"
+		}
+		return `WITH i AS (` + q + ret + `)
+			SELECT count(*), coalesce(array_agg(i.` + quote(returning) + `), '{}') INTO n, arr FROM i;`
 	}
 	p.do = `DO $otelaudit$
 DECLARE
 	r record;
 	n bigint;
+	x integer;
+	arr integer[];
+	ins integer[] := '{}';
 	ndup bigint := 0;
 	rej integer[] := '{}';
 	codes text[] := '{}';
@@ -122,7 +145,7 @@ BEGIN
 		EXCEPTION WHEN unique_violation THEN
 			` + insertSet("\n\t\t\tON CONFLICT DO NOTHING") + `
 		END;
-		GET DIAGNOSTICS n = ROW_COUNT;
+		ins := ins || arr;
 		ndup := ndup + (SELECT count(*) FROM pg_temp.` + stageTable + ` WHERE NOT q) - n;
 	EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded THEN
 		-- 3: a refusal the client did not foresee: those rows one by one.
@@ -130,7 +153,7 @@ BEGIN
 		END LOOP;
 	END;
 	PERFORM set_config('` + stageResultSetting + `',
-		json_build_object('dup', ndup, 'rej', rej, 'codes', codes, 'msgs', msgs)::text, true);
+		json_build_object('dup', ndup, 'ins', ins, 'rej', rej, 'codes', codes, 'msgs', msgs)::text, true);
 END
 $otelaudit$`
 	return p
@@ -153,6 +176,7 @@ func auditStageColumns() []stageColumn {
 // with the error of each.
 type stageOutcome struct {
 	Dup   int      `json:"dup"`
+	Ins   []int    `json:"ins"` // with a returning plan: the rows inserted
 	Rej   []int    `json:"rej"`
 	Codes []string `json:"codes"`
 	Msgs  []string `json:"msgs"`
@@ -165,39 +189,48 @@ type errStaging struct{ err error }
 func (e errStaging) Error() string { return "pgwriter: stage rows: " + e.err.Error() }
 func (e errStaging) Unwrap() error { return e.err }
 
-// stagedInsert inserts rows into the audit table on conn in one
-// transaction, each row on its own, and returns which were duplicates and
-// which PostgreSQL refused; the caller stores the refused rows and commits
-// (see isolate). It costs three round trips and a COPY: BEGIN with the
-// stage, the COPY, the DO block with its outcome. On an errStaging the
-// transaction is rolled back.
-func stagedInsert(ctx context.Context, conn *pgx.Conn, plan *stagePlan, rows []auditrow.Row) (stageOutcome, error) {
+// stagedInsert inserts rows into the audit table on conn, each row on its
+// own, and returns which were duplicates and which PostgreSQL refused; the
+// caller stores the refused rows and commits. It costs three round trips
+// and a COPY: BEGIN (or, inTx, a savepoint of the caller's transaction)
+// with the stage, the COPY, the DO block with its outcome. On an errStaging
+// the transaction (or the savepoint) is rolled back. extra, when not nil,
+// appends the values of row i's columns beyond the audit columns.
+func stagedInsert(ctx context.Context, conn *pgx.Conn, plan *stagePlan, rows []auditrow.Row, inTx bool, extra func(i int, vals []any) []any) (stageOutcome, error) {
 	var out stageOutcome
+	begin, rollback, release := "BEGIN", "ROLLBACK", ""
+	if inTx {
+		begin, rollback, release = "SAVEPOINT otelaudit_stage", "ROLLBACK TO SAVEPOINT otelaudit_stage", ";\nRELEASE SAVEPOINT otelaudit_stage"
+	}
 	fail := func(err error) (stageOutcome, error) {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		_, _ = conn.Exec(context.WithoutCancel(ctx), rollback)
 		return out, errStaging{err}
 	}
 	// Without arguments, statements go in one simple-protocol message.
-	if err := conn.PgConn().Exec(ctx, "BEGIN; "+plan.create).Close(); err != nil {
+	if err := conn.PgConn().Exec(ctx, begin+"; "+plan.create).Close(); err != nil {
 		return fail(err)
 	}
 	var vals []any
 	pos := int32(0)
 	suspect := false
-	_, err := conn.CopyFrom(ctx, pgx.Identifier{"pg_temp", stageTable}, plan.cols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+	_, err := conn.CopyFrom(ctx, pgx.Identifier{"pg_temp", plan.table}, plan.cols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 		pos = int32(i)
 		suspect = suspectRow(&rows[i])
 		vals = append(vals[:0], int32Ref{&pos}, boolRef{&suspect})
-		return appendValues(vals, &rows[i]), nil
+		vals = appendValues(vals, &rows[i])
+		if extra != nil {
+			vals = extra(i, vals)
+		}
+		return vals, nil
 	}))
 	if err != nil {
 		return fail(err)
 	}
-	results, err := conn.PgConn().Exec(ctx, plan.do+";\nSELECT current_setting('"+stageResultSetting+"')").ReadAll()
+	results, err := conn.PgConn().Exec(ctx, plan.do+";\nSELECT current_setting('"+stageResultSetting+"')"+release).ReadAll()
 	if err != nil {
 		return fail(err)
 	}
-	if len(results) != 2 || len(results[1].Rows) != 1 || len(results[1].Rows[0]) != 1 {
+	if len(results) < 2 || len(results[1].Rows) != 1 || len(results[1].Rows[0]) != 1 {
 		return fail(fmt.Errorf("no outcome (%d results)", len(results)))
 	}
 	text := results[1].Rows[0][0]
@@ -207,10 +240,13 @@ func stagedInsert(ctx context.Context, conn *pgx.Conn, plan *stagePlan, rows []a
 	if out.Dup < 0 || out.Dup+len(out.Rej) > len(rows) {
 		return fail(fmt.Errorf("outcome counts %d duplicates and %d refused rows of %d", out.Dup, len(out.Rej), len(rows)))
 	}
-	for _, i := range out.Rej {
+	for _, i := range append(out.Rej, out.Ins...) {
 		if i < 0 || i >= len(rows) {
 			return fail(fmt.Errorf("outcome names row %d of %d", i, len(rows)))
 		}
+	}
+	if plan.returning && len(out.Ins)+out.Dup+len(out.Rej) != len(rows) {
+		return fail(fmt.Errorf("outcome: %d inserted, %d duplicates, %d refused of %d rows", len(out.Ins), out.Dup, len(out.Rej), len(rows)))
 	}
 	return out, nil
 }
@@ -315,7 +351,7 @@ func (w *Writer) isolate(ctx context.Context, rows []auditrow.Row) (Result, erro
 	}
 	defer c.Release() // a connection left in a transaction is closed by the pool
 	conn := c.Conn()
-	out, err := stagedInsert(ctx, conn, w.stage, rows)
+	out, err := stagedInsert(ctx, conn, w.stage, rows, false, nil)
 	var staging errStaging
 	if errors.As(err, &staging) && !Retryable(staging.err) && !conn.IsClosed() {
 		// The stage is unusable here: split the batch instead.

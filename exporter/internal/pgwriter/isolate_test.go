@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sentinel-gateway/otelaudit/exporter/internal/pgwriter"
@@ -40,7 +42,14 @@ func (c *countingConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
-func tracedWriter(t testing.TB) (*pgwriter.Writer, *pgxpool.Pool, *roundTrips) {
+func tracedWriter(t testing.TB, opts ...pgwriter.Option) (*pgwriter.Writer, *pgxpool.Pool, *roundTrips) {
+	t.Helper()
+	return tracedWriterAs(t, "", opts...)
+}
+
+// tracedWriterAs is tracedWriter on connections that SET ROLE role first
+// (none when role is "").
+func tracedWriterAs(t testing.TB, role string, opts ...pgwriter.Option) (*pgwriter.Writer, *pgxpool.Pool, *roundTrips) {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
 	ctx := context.Background()
@@ -61,12 +70,18 @@ func tracedWriter(t testing.TB) (*pgwriter.Writer, *pgxpool.Pool, *roundTrips) {
 		}
 		return &countingConn{Conn: c, rt: tr}, nil
 	}
+	if role != "" {
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, "SET ROLE "+role)
+			return err
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return pgwriter.New(pool, "audit_log"), pool, tr
+	return pgwriter.New(pool, "audit_log", opts...), pool, tr
 }
 
 // poison makes every tenth row (from offset) trip one of the data errors
@@ -175,5 +190,53 @@ func TestIsolationFallsBackToSplitting(t *testing.T) {
 	}
 	if n := count(t, pool, "audit_log_rejects"); n != 2 {
 		t.Errorf("rejects = %d, want 2", n)
+	}
+}
+
+// TestSealedRefusedRowsCostFewRoundTrips: the sealing writer (what the
+// exporter uses by default), as the least-privilege writer role, isolates
+// refused rows in a fixed number of round trips too, seals exactly the rows
+// it inserted, and the trail verifies; a replay seals nothing new.
+func TestSealedRefusedRowsCostFewRoundTrips(t *testing.T) {
+	t.Parallel()
+	w, writerPool, tr := tracedWriterAs(t, "otelaudit_writer", pgwriter.WithSealing(uuid.New()))
+	ctx := context.Background()
+	if _, err := w.Write(ctx, rows(8)); err != nil {
+		t.Fatal(err)
+	}
+	before := tr.n.Load()
+	if _, err := w.Write(ctx, rows(1024)); err != nil {
+		t.Fatal(err)
+	}
+	clean := tr.n.Load() - before
+	batch := rows(1024)
+	bad := poison(batch)
+	before = tr.n.Load()
+	res, err := w.Write(ctx, batch)
+	if err != nil || res != (pgwriter.Result{Inserted: 1024 - bad, Rejected: bad}) {
+		t.Fatalf("write = %+v, %v; want %d inserted, %d rejected", res, err, 1024-bad, bad)
+	}
+	if n := tr.n.Load() - before; n > clean+12 {
+		t.Errorf("sealed: isolating %d refused rows of 1024 took %d round trips (a clean batch %d)", bad, n, clean)
+	} else {
+		t.Logf("sealed: isolating %d refused rows of 1024: %d round trips (a clean batch: %d)", bad, n, clean)
+	}
+	res, err = w.Write(ctx, batch)
+	if err != nil || res != (pgwriter.Result{Duplicates: 1024 - bad, Rejected: bad}) {
+		t.Fatalf("replay = %+v, %v", res, err)
+	}
+	if _, ok, err := w.CloseStream(ctx); err != nil || !ok {
+		t.Fatalf("CloseStream = %v, %v", ok, err)
+	}
+	cfg := writerPool.Config()
+	cfg.AfterConnect = nil // verify as the database owner: the writer role cannot read
+	admin, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	rep := mustVerify(t, admin, "audit_log")
+	if rep.Rows != int64(8+1024+1024-bad) || rep.Seals != 4 {
+		t.Errorf("verify: %d rows, %d seals; want %d, 4", rep.Rows, rep.Seals, 8+1024+1024-bad)
 	}
 }

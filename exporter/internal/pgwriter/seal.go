@@ -35,8 +35,9 @@ func WithSealing(stream uuid.UUID) Option {
 type sealer struct {
 	stream  uuid.UUID
 	tables  integrity.Tables
-	columns []string // COPY columns: the audit columns, then the seal columns
-	insert  string   // conflict-ignoring INSERT with the seal columns, RETURNING seal_pos
+	columns []string   // COPY columns: the audit columns, then the seal columns
+	insert  string     // conflict-ignoring INSERT with the seal columns, RETURNING seal_pos
+	stage   *stagePlan // isolating refused rows with the seal columns (isolate.go)
 	hashers sync.Pool
 
 	mu   sync.Mutex
@@ -77,6 +78,9 @@ func newSealer(w *Writer, stream uuid.UUID) *sealer {
 	}
 	b.WriteString("h, p)\nON CONFLICT DO NOTHING\nRETURNING seal_pos")
 	s.insert = b.String()
+	s.stage = newStagePlan(s.tables.Audit, stageTable+"_sealed", append(auditStageColumns(),
+		stageColumn{name: "row_hash", typ: "bytea"}, stageColumn{name: "seal_stream", typ: "uuid"},
+		stageColumn{name: "seal_seq", typ: "bigint"}, stageColumn{name: "seal_pos", typ: "integer"}), "seal_pos")
 	return s
 }
 
@@ -326,8 +330,14 @@ func (w *Writer) sealIsolating(ctx context.Context, rows []auditrow.Row, hashes 
 	}
 	seq := head.Seq + 1
 	inserted := make([]bool, n)
-	var res Result
-	if err := w.insertIsolatingSealed(ctx, tx, rows, hashes, pos, seq, inserted, &res); err != nil {
+	res, err := w.stageSealed(ctx, tx, rows, hashes, pos, seq, inserted)
+	var staging errStaging
+	if errors.As(err, &staging) && !Retryable(staging.err) && !tx.Conn().IsClosed() {
+		// The stage is unusable here: split the batch instead.
+		res = Result{}
+		err = w.insertIsolatingSealed(ctx, tx, rows, hashes, pos, seq, inserted, &res)
+	}
+	if err != nil {
 		return Result{}, err
 	}
 	if res.Inserted > 0 {
@@ -346,8 +356,34 @@ func (w *Writer) sealIsolating(ctx context.Context, rows []auditrow.Row, hashes 
 	return res, nil
 }
 
+// stageSealed writes rows with their seal columns through the stage (see
+// isolate.go) in a savepoint of tx, and stores the refused rows: a fixed
+// number of round trips whatever the number of refused rows. inserted[i]
+// is set for each row i it inserted.
+func (w *Writer) stageSealed(ctx context.Context, tx pgx.Tx, rows []auditrow.Row, hashes []integrity.Hash, pos []int32, seq int64, inserted []bool) (Result, error) {
+	streamID := w.seal.stream
+	out, err := stagedInsert(ctx, tx.Conn(), w.seal.stage, rows, true, func(i int, vals []any) []any {
+		return append(vals, hashRef{&hashes[i]}, uuidRef{&streamID}, int64Ref{&seq}, int32Ref{&pos[i]})
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, i := range out.Ins {
+		inserted[i] = true
+	}
+	if q, args, err := w.rejectMany(rows, out); err != nil {
+		return Result{}, err
+	} else if q != "" {
+		if _, err := tx.Exec(ctx, q, args...); err != nil {
+			return Result{}, fmt.Errorf("pgwriter: store %d rejected rows: %w", len(out.Rej), err)
+		}
+	}
+	return Result{Inserted: len(out.Ins), Duplicates: out.Dup, Rejected: len(out.Rej)}, nil
+}
+
 // insertIsolatingSealed writes rows idempotently in savepoints of tx; a data
-// error splits them. inserted[i] is set for each row i it inserted.
+// error splits them. inserted[i] is set for each row i it inserted. It is
+// the fallback of stageSealed when the rows cannot be staged.
 func (w *Writer) insertIsolatingSealed(ctx context.Context, tx pgx.Tx, rows []auditrow.Row, hashes []integrity.Hash, pos []int32, seq int64, inserted []bool, res *Result) error {
 	got, err := w.insertIgnoreSealed(ctx, tx, rows, hashes, pos, seq)
 	if err == nil {

@@ -59,7 +59,7 @@ func New(pool *pgxpool.Pool, table string, opts ...Option) *Writer {
 		insert:  insertStatement(quoted),
 		reject:  strings.ReplaceAll(rejectSQL, "audit_log_rejects", rejects),
 		columns: auditrow.ColumnNames(),
-		stage:   newStagePlan(quoted, auditStageColumns()),
+		stage:   newStagePlan(quoted, stageTable, auditStageColumns(), ""),
 		rejectManySQL: "INSERT INTO " + rejects + " (request_id, error, payload)\n" +
 			"SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
 	}
