@@ -123,8 +123,10 @@ type Query struct {
 	SkipExtracted bool
 
 	// winLo and winHi bound one time window of a windowed scan (see
-	// window.go); zero means unbounded.
+	// window.go); zero means unbounded. unordered leaves out ORDER BY (the
+	// window's rows are sorted by the client).
 	winLo, winHi time.Time
+	unordered    bool
 }
 
 // SQL returns the statement and bind parameters of q over table. The table
@@ -150,8 +152,10 @@ func (q *Query) SQL(table string) (string, []any) {
 	if q.SkipExtracted {
 		ex = noExtracted
 	}
-	sql := "SELECT " + columns + ex + " FROM " + ident(table) + b.clause() +
-		` ORDER BY "timestamp" ` + dir + `, id ` + dir
+	sql := "SELECT " + columns + ex + " FROM " + ident(table) + b.clause()
+	if !q.unordered {
+		sql += ` ORDER BY "timestamp" ` + dir + `, id ` + dir
+	}
 	if q.Limit > 0 {
 		sql += " LIMIT " + b.arg(q.Limit)
 	}

@@ -1,8 +1,10 @@
 package auditquery
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -38,7 +40,7 @@ func (q *Query) windowed() bool {
 
 func adapt(width time.Duration, rows int) time.Duration {
 	switch {
-	case rows < windowTarget/4 && width < maxWindow:
+	case rows < windowTarget/2 && width < maxWindow:
 		return min(width*2, maxWindow)
 	case rows > windowTarget && width > minWindow:
 		return max(width/2, minWindow)
@@ -47,16 +49,59 @@ func adapt(width time.Duration, rows int) time.Duration {
 }
 
 func eachWindowed(ctx context.Context, db DB, table string, q Query, fn func(*Row) error) (total int, last Cursor, err error) {
+	var buf []Row
 	step := func(lo, hi time.Time) (int, error) {
 		sub := q
 		sub.winLo, sub.winHi = lo, hi
 		if q.Limit > 0 {
+			// A page: PostgreSQL sorts and stops at the limit (a top-N
+			// sort).
 			sub.Limit = q.Limit - total
+			n, l, err := eachOne(ctx, db, table, sub, fn)
+			total += n
+			if n > 0 {
+				last = l
+			}
+			return n, err
 		}
-		n, l, err := eachOne(ctx, db, table, sub, fn)
+		// A stream: the window's rows come unsorted, so PostgreSQL sends
+		// them as its scan finds them instead of sorting first, and are
+		// sorted here. A window too large to hold is read again in halves.
+		n, tooBig, err := unorderedWindow(ctx, db, table, sub, &buf, fn)
+		if tooBig {
+			mid := lo.Add(hi.Sub(lo) / 2)
+			if hi.IsZero() || lo.IsZero() || hi.Sub(lo) <= minWindow {
+				// Unbounded or already narrow: let PostgreSQL sort it.
+				n, l, err := eachOne(ctx, db, table, sub, fn)
+				total += n
+				if n > 0 {
+					last = l
+				}
+				return n, err
+			}
+			first, second := [2]time.Time{lo, mid}, [2]time.Time{mid, hi}
+			if q.Order == NewestFirst {
+				first, second = second, first
+			}
+			var n1 int
+			for _, w := range [][2]time.Time{first, second} {
+				sub2 := q
+				sub2.winLo, sub2.winHi = w[0], w[1]
+				k, l, err := eachOne(ctx, db, table, sub2, fn)
+				n1 += k
+				total += k
+				if k > 0 {
+					last = l
+				}
+				if err != nil {
+					return n1, err
+				}
+			}
+			return n1, nil
+		}
 		total += n
 		if n > 0 {
-			last = l
+			last = buf[n-1].Cursor()
 		}
 		return n, err
 	}
@@ -145,6 +190,54 @@ func eachWindowed(ctx context.Context, db DB, table string, q Query, fn func(*Ro
 		width = adapt(width, n)
 		lo = hi
 	}
+}
+
+// maxBuffered is the most rows an unordered window holds before it is read
+// again in halves (a variable for tests).
+var maxBuffered = 2 * windowTarget
+
+// unorderedWindow reads the window of q without ORDER BY into *buf, sorts
+// it in q.Order and hands the rows to fn. tooBig reports that the window had
+// more than maxBuffered rows; then nothing was handed to fn.
+func unorderedWindow(ctx context.Context, db DB, table string, q Query, buf *[]Row, fn func(*Row) error) (n int, tooBig bool, err error) {
+	q.unordered = true
+	sql, args := q.SQL(table)
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return 0, false, fmt.Errorf("auditquery: query: %w", err)
+	}
+	b := (*buf)[:0]
+	for rows.Next() {
+		if len(b) == maxBuffered {
+			rows.Close()
+			*buf = b[:0]
+			return 0, true, nil
+		}
+		b = append(b, Row{})
+		if err := scanRow(rows, &b[len(b)-1]); err != nil {
+			rows.Close()
+			return 0, false, fmt.Errorf("auditquery: scan: %w", err)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, false, fmt.Errorf("auditquery: query: %w", err)
+	}
+	desc := q.Order == NewestFirst
+	slices.SortFunc(b, func(x, y Row) int {
+		c := cmp.Or(x.Timestamp.Compare(y.Timestamp), cmp.Compare(x.ID, y.ID))
+		if desc {
+			return -c
+		}
+		return c
+	})
+	*buf = b
+	for i := range b {
+		if err := fn(&b[i]); err != nil {
+			return i, false, err
+		}
+	}
+	return len(b), false, nil
 }
 
 // minTimestamp returns the earliest "timestamp" of the rows f selects within
