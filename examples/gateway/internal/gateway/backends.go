@@ -293,10 +293,16 @@ func (rc *relayCall) drain() {
 // forwardMeta returns the _meta sent to the backend: the caller's, with the
 // trace context of the gateway's execute_tool span as params._meta
 // traceparent/tracestate (the MCP semantic conventions' propagation), so the
-// backend's spans join the trace of the audit row.
+// backend's spans join the trace of the audit row. Keys in the namespaces
+// MCP reserves for the protocol (io.modelcontextprotocol/...,
+// modelcontextprotocol.io/...) describe the caller's connection to the
+// gateway, not the gateway's to the backend, and are not forwarded.
 func forwardMeta(ctx context.Context, in mcp.Meta) mcp.Meta {
 	out := make(mcp.Meta, len(in)+2)
 	for k, v := range in {
+		if strings.HasPrefix(k, "io.modelcontextprotocol/") || strings.HasPrefix(k, "modelcontextprotocol.io/") {
+			continue
+		}
 		out[k] = v
 	}
 	delete(out, "traceparent")

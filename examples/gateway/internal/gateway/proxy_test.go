@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // envServerVar makes the test binary an MCP stdio server whose one tool,
@@ -249,5 +250,25 @@ func TestHTTPBackendHeadersStayWithTheOrigin(t *testing.T) {
 	}
 	if len(seen) != 0 {
 		t.Errorf("the other origin received %d requests", len(seen))
+	}
+}
+
+// TestForwardMeta: the caller's own _meta keys are forwarded, the
+// protocol's reserved ones are not, and traceparent is the gateway's span.
+func TestForwardMeta(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	ctx, span := tp.Tracer("t").Start(context.Background(), "execute_tool echo")
+	defer span.End()
+	out := forwardMeta(ctx, mcp.Meta{
+		"com.example/tenant":                      "t1",
+		"traceparent":                             "00-11111111111111111111111111111111-2222222222222222-01",
+		mcp.MetaKeyProtocolVersion:                "2026-07-28",
+		"io.modelcontextprotocol/clientInfo":      map[string]any{"name": "caller"},
+		"modelcontextprotocol.io/something-later": true,
+	})
+	want := "00-" + span.SpanContext().TraceID().String() + "-" + span.SpanContext().SpanID().String() + "-01"
+	if out["traceparent"] != want || out["com.example/tenant"] != "t1" || len(out) != 2 {
+		t.Errorf("forwarded _meta %v, want the tenant and traceparent %s only", out, want)
 	}
 }
