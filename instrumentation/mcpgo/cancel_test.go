@@ -47,3 +47,43 @@ func TestCancelledAndTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A real mcp-go client cancels a call (it sends notifications/cancelled when
+// the context of CallTool is cancelled): the row is cancelled.
+func TestClientCancellation(t *testing.T) {
+	rec := &audittest.Recorder{}
+	a := instrumentation.New(instrumentation.WithLoggerProvider(audittest.NewLoggerProvider(rec)))
+	s := newServer(a)
+	started := make(chan struct{}, 1)
+	s.AddTool(mcp.NewTool("hang"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	c := connect(t, s, "alice")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		var req mcp.CallToolRequest
+		req.Params.Name = "hang"
+		_, err := c.CallTool(ctx, req)
+		done <- err
+	}()
+	<-started
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("cancelled call succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rec.Records()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	recs := rec.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d records, want 1", len(recs))
+	}
+	at := audittest.Attrs(recs[0])
+	if st, et := at[otelaudit.ResponseStatusKey].AsString(), at[otelaudit.ErrorTypeKey].AsString(); st != string(otelaudit.StatusCancelled) || et != otelaudit.ErrorTypeCancelled {
+		t.Errorf("status %q error.type %q, want cancelled", st, et)
+	}
+}
