@@ -18,9 +18,10 @@ import (
 	"github.com/sentinel-gateway/otelaudit/internal/bound"
 )
 
-// maxAttrs is the most attributes an audit record carries: 14 attributes, 10
-// of which are capped fields that may each add two markers.
-const maxAttrs = 36
+// maxAttrs is the most attributes an audit record carries before markers
+// (14); the markers of cut fields (two per field) go to a slice of their own,
+// allocated only when a field is cut.
+const maxAttrs = 16
 
 // maxCachedRoles bounds the cache of user.roles values.
 const maxCachedRoles = 1024
@@ -70,12 +71,17 @@ func (a *Auditor) record(ctx context.Context, c *Call) (msg string) {
 type attrs struct {
 	kvs [maxAttrs]attribute.KeyValue
 	n   int
+	// marks holds the markers of cut fields (rare: hostile or broken
+	// input).
+	marks []attribute.KeyValue
 }
 
 func (b *attrs) add(kv attribute.KeyValue) {
 	if b.n < len(b.kvs) {
 		b.kvs[b.n] = kv
 		b.n++
+	} else {
+		b.marks = append(b.marks, kv)
 	}
 }
 
@@ -92,8 +98,7 @@ func (b *attrs) str(key attribute.Key, s string, limit int) string {
 
 func (b *attrs) markers(key attribute.Key, orig string) {
 	size, sum := bound.Markers(key, orig)
-	b.add(size)
-	b.add(sum)
+	b.marks = append(b.marks, size, sum)
 }
 
 // build makes the log record of c and returns the error text it holds.
@@ -176,6 +181,9 @@ func (a *Auditor) build(ctx context.Context, c *Call) (log.Record, string) {
 		rec.SetSeverity(log.SeverityWarn)
 	}
 	rec.AddAttributes(b.kvs[:b.n]...)
+	if len(b.marks) > 0 {
+		rec.AddAttributes(b.marks...)
+	}
 	return rec, msg
 }
 
