@@ -263,6 +263,15 @@ func (w *argsWalker) value(x any, depth int) (attribute.Value, bool) {
 	return attribute.Value{}, false
 }
 
+// key returns the object key k as it is recorded: a key that is itself a
+// secret (a token used as a map key) is scrubbed like a string value.
+func (w *argsWalker) key(k string) string {
+	if out, changed := w.r.scrubText(k, w.found); changed {
+		return out
+	}
+	return k
+}
+
 // pairName reports whether x, the first element of a two-element list, is
 // a string naming a secret.
 func (w *argsWalker) pairName(x any) bool {
@@ -369,7 +378,7 @@ func (w *argsWalker) mapAny(m map[string]any, depth int) attribute.Value {
 				ev = w.marshalled(e, depth+1)
 			}
 		}
-		kvs = append(kvs, attribute.KeyValue{Key: attribute.Key(k), Value: ev})
+		kvs = append(kvs, attribute.KeyValue{Key: attribute.Key(w.key(k)), Value: ev})
 	}
 	return attribute.MapValue(kvs...)
 }
@@ -397,7 +406,7 @@ func (w *argsWalker) mapString(m map[string]string, depth int) attribute.Value {
 		} else {
 			s = w.str(s, depth+1).AsString()
 		}
-		kvs = append(kvs, attribute.String(k, s))
+		kvs = append(kvs, attribute.String(w.key(k), s))
 	}
 	return attribute.MapValue(kvs...)
 }
@@ -418,7 +427,7 @@ func (w *argsWalker) mapStrings(m map[string][]string, depth int) attribute.Valu
 		} else {
 			ev = w.strings(v, depth+1)
 		}
-		kvs = append(kvs, attribute.KeyValue{Key: attribute.Key(k), Value: ev})
+		kvs = append(kvs, attribute.KeyValue{Key: attribute.Key(w.key(k)), Value: ev})
 	}
 	return attribute.MapValue(kvs...)
 }
@@ -478,14 +487,18 @@ func (w *argsWalker) redactGo(x any, depth int) (any, bool) {
 			} else {
 				ne, changed = w.redactGo(e, depth+1)
 			}
-			if changed {
+			nk := w.key(k)
+			if changed || nk != k {
 				if out == nil {
 					out = make(map[string]any, len(v))
 					for k2, e2 := range v {
 						out[k2] = e2
 					}
 				}
-				out[k] = ne
+				if nk != k {
+					delete(out, k)
+				}
+				out[nk] = ne
 			}
 		}
 		if out == nil {

@@ -75,6 +75,8 @@ func TestRedactionShapes(t *testing.T) {
 		{"patterns off", map[string]any{"x": sk}, []Option{WithoutDefaultSecretPatterns()}, `{"x":"` + sk + `"}`, nil},
 		{"own pattern", map[string]any{"x": "acme_0123456789"}, []Option{WithSecretPatterns(SecretPattern{Name: "acme", Prefix: "acme_", Regexp: regexp.MustCompile(`acme_[0-9]{10}`)})},
 			`{"x":"` + R + `"}`, []string{"0123456789"}},
+		{"secret as a key", map[string]any{"users": map[string]any{sk: "alice"}, "raw": `{"` + ghp + `":1}`}, nil,
+			`{"users":{"` + R + `":"alice"},"raw":"{\"` + R + `\":1}"}`, []string{sk, ghp}},
 		{"word boundary", map[string]any{"x": "task-list", "y": "desk-lamp1234567890"}, nil, `{"x":"task-list","y":"desk-lamp1234567890"}`, nil},
 		// JSON in strings, []string and []byte.
 		{"JSON inside []string", map[string]any{"configs": []string{`{"password":"p1"}`, "plain"}}, nil,
