@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func (c *collect) Enabled(context.Context, sdklog.EnabledParameters) bool { retu
 func (c *collect) Shutdown(context.Context) error                         { return nil }
 func (c *collect) ForceFlush(context.Context) error                       { return nil }
 
-var callSeq int
+var callSeq atomic.Int64 // records may be made by several goroutines
 
 // records returns n audit records with varied content: unicode, escapes,
 // numbers, nested arguments, errors and empty values.
@@ -48,8 +49,7 @@ func recordsAt(n int, at time.Time) []sdklog.Record {
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(&c))
 	l := lp.Logger("trail")
 	for range n {
-		callSeq++
-		i := callSeq
+		i := int(callSeq.Add(1))
 		status := otelaudit.StatusOK
 		attrs := []attribute.KeyValue{
 			otelaudit.RequestIDKey.String(uuid.Must(uuid.NewV7()).String()),

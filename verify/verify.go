@@ -542,37 +542,106 @@ func (r *run) readRows(ctx context.Context, db DB) error {
 	}
 	defer rows.Close()
 
+	// Two stages: this goroutine's reader decodes rows (pgx) into chunks,
+	// the loop below hashes and checks them, so that on a machine with two
+	// cores decoding and hashing overlap.
+	type scanned struct {
+		row     auditrow.Row
+		id      int64
+		rowHash []byte
+		stream  pgtype.UUID
+		seq     pgtype.Int8
+		pos     pgtype.Int4
+	}
+	const chunk = 512
+	chunks := make(chan []scanned, 4)
+	readErr := make(chan error, 1)
+	stop, readerDone := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-readerDone }() // before rows.Close
+	go func() {
+		defer close(readerDone)
+		defer close(chunks)
+		buf := make([]scanned, 0, chunk)
+		for rows.Next() {
+			if err := sc.Scan(rows); err != nil {
+				readErr <- fmt.Errorf("verify: read rows: %w", err)
+				return
+			}
+			buf = append(buf, scanned{row: sc.Row, id: id, rowHash: append([]byte(nil), rowHash...), stream: stream, seq: seq, pos: pos})
+			if len(buf) == chunk {
+				select {
+				case chunks <- buf:
+				case <-stop:
+					return
+				}
+				buf = make([]scanned, 0, chunk)
+			}
+		}
+		if len(buf) > 0 {
+			select {
+			case chunks <- buf:
+			case <-stop:
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			readErr <- fmt.Errorf("verify: read rows: %w", err)
+		}
+	}()
+
 	var h integrity.RowHasher
 	open := map[uuid.UUID]*pending{}
 	sealedSeen := false
-	for rows.Next() {
-		if err := sc.Scan(rows); err != nil {
-			return fmt.Errorf("verify: read rows: %w", err)
+	for c := range chunks {
+		for i := range c {
+			if err := r.checkRow(&h, &c[i].row, c[i].id, c[i].rowHash, c[i].stream, c[i].seq, c[i].pos, open, &sealedSeen); err != nil {
+				return err
+			}
 		}
+	}
+	select {
+	case err := <-readErr:
+		return err
+	default:
+	}
+	for _, sid := range slices.SortedFunc(mapsKeys(open), func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }) {
+		r.checkBatch(open[sid])
+	}
+	if r.cfg.progress != nil {
+		r.cfg.progress(r.rep.Rows)
+	}
+	return nil
+}
+
+// checkRow recomputes one row's hash and adds it to its seal's pending
+// rows.
+func (r *run) checkRow(h *integrity.RowHasher, row *auditrow.Row, id int64, rowHash []byte, stream pgtype.UUID, seq pgtype.Int8, pos pgtype.Int4,
+	open map[uuid.UUID]*pending, sealedSeen *bool) error {
+	{
 		r.rep.Rows++
 		if r.cfg.progress != nil && r.rep.Rows%4096 == 0 {
 			r.cfg.progress(r.rep.Rows)
 		}
-		got := h.Hash(&sc.Row)
+		got := h.Hash(row)
 		if !stream.Valid {
-			if sealedSeen {
-				r.finding(Finding{Kind: "row_unsealed", RowID: id, RequestID: sc.Row.RequestID.String(),
+			if *sealedSeen {
+				r.finding(Finding{Kind: "row_unsealed", RowID: id, RequestID: row.RequestID.String(),
 					Message: "the row is covered by no seal but was written after sealing began: a forged row"})
 			} else {
 				r.rep.UnsealedRows++
 			}
-			continue
+			return nil
 		}
-		sealedSeen = true
+		*sealedSeen = true
 		sid := uuid.UUID(stream.Bytes)
 		key := sealKey{sid, seq.Int64}
 		if !seq.Valid || !pos.Valid {
-			r.finding(Finding{Kind: "row_orphan", Stream: sid, RowID: id, RequestID: sc.Row.RequestID.String(),
+			r.finding(Finding{Kind: "row_orphan", Stream: sid, RowID: id, RequestID: row.RequestID.String(),
 				Message: "the row names a stream but no seal sequence or position"})
-			continue
+			return nil
 		}
 		if !bytes.Equal(rowHash, got[:]) {
-			r.finding(Finding{Kind: "row_hash", Stream: sid, Seq: seq.Int64, RowID: id, RequestID: sc.Row.RequestID.String(),
+			r.finding(Finding{Kind: "row_hash", Stream: sid, Seq: seq.Int64, RowID: id, RequestID: row.RequestID.String(),
 				Message: "the row's content does not match its row_hash: the row was edited"})
 		}
 		p := open[sid]
@@ -583,16 +652,7 @@ func (r *run) readRows(ctx context.Context, db DB) error {
 			r.checkBatch(p)
 			p.key, p.rows = key, p.rows[:0]
 		}
-		p.rows = append(p.rows, leaf{pos: pos.Int32, hash: got, id: id, req: sc.Row.RequestID})
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("verify: read rows: %w", err)
-	}
-	for _, sid := range slices.SortedFunc(mapsKeys(open), func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }) {
-		r.checkBatch(open[sid])
-	}
-	if r.cfg.progress != nil {
-		r.cfg.progress(r.rep.Rows)
+		p.rows = append(p.rows, leaf{pos: pos.Int32, hash: got, id: id, req: row.RequestID})
 	}
 	return nil
 }
