@@ -175,7 +175,10 @@ func (a *Auditor) Invoke(ctx context.Context, req ToolRequest, next ToolHandler)
 // panicError is the error of a call whose handler panicked.
 type panicError struct{ v any }
 
-func (e panicError) Error() string { return "panic in tool handler" }
+func (e panicError) Error() string { return "instrumentation: panic in tool handler" }
+
+// ErrorType names the failure for error.type.
+func (e panicError) ErrorType() string { return "panic" }
 
 func (a *Auditor) safeIdentity(ctx context.Context) (subject, role string) {
 	defer func() { _ = recover() }()

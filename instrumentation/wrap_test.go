@@ -120,8 +120,8 @@ func TestWrapPanic(t *testing.T) {
 		_, _ = h(context.Background(), ToolRequest{Tool: "t"})
 	}()
 	_, attrs := f.only(t)
-	if attrs[otelaudit.ResponseStatusKey].AsString() != string(otelaudit.StatusError) {
-		t.Errorf("status %q", attrs[otelaudit.ResponseStatusKey].AsString())
+	if attrs[otelaudit.ResponseStatusKey].AsString() != string(otelaudit.StatusError) || attrs[otelaudit.ErrorTypeKey].AsString() != "panic" {
+		t.Errorf("status %q error.type %q", attrs[otelaudit.ResponseStatusKey].AsString(), attrs[otelaudit.ErrorTypeKey].AsString())
 	}
 }
 
