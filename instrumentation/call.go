@@ -12,6 +12,11 @@ import (
 
 // Call describes one tool call for [Auditor.Record]. Only Tool is needed;
 // every other field has a useful zero value.
+//
+// The Auditor bounds what it records of a Call, never the Call itself: the
+// string fields (Tool, Backend, Subject, Role, Method, SessionID, JSONRPCID,
+// ErrorType) to [WithMaxFieldBytes], the error text to [WithMaxErrorBytes],
+// scrubbed of the secrets redaction removed from Args (see [WithErrorText]).
 type Call struct {
 	// RequestID identifies the call. The zero value means: generate a
 	// UUIDv7.
