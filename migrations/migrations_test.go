@@ -194,4 +194,4 @@ func TestBadInput(t *testing.T) {
 const auditColumns = 20
 
 // latestVersion is the newest migration's version.
-const latestVersion = 3
+const latestVersion = 4

@@ -147,7 +147,10 @@ func partitions(ctx context.Context, tx pgx.Tx, cfg config) ([]Partition, error)
 // DropPartitions removes the audit rows older than olderThan in whole
 // partitions: every partition whose range ends at or before olderThan is
 // dropped (O(1) in its size, no dead rows, no VACUUM), oldest first, each in
-// a transaction of its own with the [WithBeforeDrop] hook; then the default
+// a transaction of its own with the [WithBeforeDrop] hook. The audit table
+// is locked only while a partition is detached (milliseconds); the detached
+// tables' files are removed afterwards, in a transaction that locks no
+// table the writers use. Then the default
 // partition's rows older than olderThan are deleted (the same hook first,
 // with Default set). A partition that ends after olderThan stays whole.
 //
@@ -169,7 +172,22 @@ func DropPartitions(ctx context.Context, db DB, olderThan time.Time, opts ...Opt
 	}); err != nil {
 		return nil, fmt.Errorf("migrations: list partitions of %s: %w", cfg.table, err)
 	}
+	var twoStep bool
+	if err := inTx(ctx, db, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT to_regprocedure($1) IS NOT NULL`, cfg.fn("detach_partition")+"(text)").Scan(&twoStep)
+	}); err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
 	var dropped []Partition
+	defer func() {
+		if twoStep {
+			// Remove the detached tables' files (also those a crash left).
+			_ = inTx(context.WithoutCancel(ctx), db, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, "SELECT * FROM "+cfg.fn("drop_detached")+"()")
+				return err
+			})
+		}
+	}()
 	for _, p := range listed {
 		if p.Default || p.To.After(olderThan) {
 			continue
@@ -186,7 +204,14 @@ func DropPartitions(ctx context.Context, db DB, olderThan time.Time, opts ...Opt
 					return fmt.Errorf("before-drop hook: %w", err)
 				}
 			}
-			_, err := tx.Exec(ctx, "SELECT "+cfg.fn("drop_partition")+"($1)", p.Name)
+			// Detach (milliseconds, whatever the size) where the schema
+			// can; the files go in the second step below, with no lock on
+			// the audit table.
+			step := "drop_partition"
+			if twoStep {
+				step = "detach_partition"
+			}
+			_, err := tx.Exec(ctx, "SELECT "+cfg.fn(step)+"($1)", p.Name)
 			return err
 		})
 		var pgErr *pgconn.PgError

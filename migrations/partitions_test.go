@@ -252,6 +252,12 @@ func TestDropPartitionsWithHook(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM seal_marks`).Scan(&marks); err != nil || marks != 3 {
 		t.Errorf("hook marks = %d, %v; want 3", marks, err)
 	}
+	var gone int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname LIKE 'audit\_log\_%' AND relkind = 'r' AND NOT relispartition
+		AND relname NOT IN ('audit_log_rejects', 'audit_log_partitioning', 'audit_log_schema_migrations')
+		AND relname NOT LIKE 'audit\_log\_seals%' AND relname NOT LIKE 'audit\_log\_checkpoints%' AND relname NOT LIKE 'audit\_log\_retention%'`).Scan(&gone); err != nil || gone != 0 {
+		t.Errorf("%d detached tables left behind (%v)", gone, err)
+	}
 	parts, err := migrations.Partitions(ctx, db)
 	if err != nil {
 		t.Fatal(err)

@@ -39,9 +39,15 @@ func main() {
 	runs := flag.Int("runs", 15, "timed runs per lookup")
 	plans := flag.String("plans", "", "write each lookup's EXPLAIN ANALYZE to this file")
 	v1Days := flag.Int("v1-days", 3, "also fill a v1 table with this many days of the same workload, for bytes per row and DELETE of a day (0: skip)")
+	redrop := flag.String("redrop", "", "on the filled -db: migrate it to the latest version, fill again the workload's first two days (the workload began at this RFC 3339 time and ended at -end) and time dropping the oldest")
+	endFlag := flag.String("end", "", "with -redrop: when the original workload ended (RFC 3339)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	ctx := context.Background()
+	if *redrop != "" {
+		redropDay(ctx, *admin, *dbName, *perDay, *redrop, *endFlag)
+		return
+	}
 
 	// The oldest day is extra: dropping it is measured, and -days remain.
 	now := time.Now().UTC()
@@ -316,4 +322,57 @@ func v1Compare(ctx context.Context, out io.Writer, admin, name string, perDay in
 	del := time.Since(delStart)
 	fmt.Fprintf(out, "- the same workload in the v1 schema (%d days, %d rows): heap %s + indexes %s, **%.0f bytes a row** (heap %.0f, indexes %.0f); DELETE of its oldest day (%d rows) %s, leaving the space to VACUUM\n",
 		days, rows, mib(heap), mib(idx), float64(heap+idx)/float64(rows), float64(heap)/float64(rows), float64(idx)/float64(rows), tag.RowsAffected(), ms(del))
+}
+
+// redropDay refills the first two days of an existing workload (their
+// partitions were dropped by an earlier run), then times DropPartitions of
+// the oldest one, leaving the second.
+func redropDay(ctx context.Context, admin, name string, perDay int64, startS, endS string) {
+	start, err1 := time.Parse(time.RFC3339, startS)
+	end, err2 := time.Parse(time.RFC3339, endS)
+	if err1 != nil || err2 != nil {
+		log.Fatalf("-redrop %q -end %q: want RFC 3339 times", startS, endS)
+	}
+	u := withDB(admin, name)
+	if err := migrations.Up(ctx, u); err != nil {
+		log.Fatal(err)
+	}
+	pool := connect(ctx, u)
+	defer pool.Close()
+	w := scale.NewWorkload(perDay, start, end)
+	day := w.PerDay()
+	log.Printf("refilling rows 0..%d", 2*day)
+	if err := scale.Fill(ctx, pool, migrations.DefaultTable, w, 0, 2*day, true, nil); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) audit_log`); err != nil {
+		log.Fatal(err)
+	}
+	parts, err := migrations.Partitions(ctx, pool)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var oldest migrations.Partition
+	for _, p := range parts {
+		if !p.Default {
+			oldest = p
+			break
+		}
+	}
+	var rows int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{oldest.Name}.Sanitize()).Scan(&rows); err != nil {
+		log.Fatal(err)
+	}
+	t0 := time.Now()
+	dropped, err := migrations.DropPartitions(ctx, pool, oldest.To)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("- removing the oldest day (%s, %d rows) with migrations.DropPartitions, schema v%d: **%s** in all (%d partition(s)); load average %s\n",
+		oldest.Name, rows, migrations.Latest(), ms(time.Since(t0)), len(dropped), loadavg())
+	size, err := scale.Measure(ctx, pool, migrations.DefaultTable)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("- left: %d rows in %d partitions, %.0f bytes a row\n", size.Rows, size.Partitions, size.BytesPerRow())
 }
