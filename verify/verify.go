@@ -161,6 +161,7 @@ type Finding struct {
 	Message string `json:"message"`
 }
 
+// String formats the finding on one line: kind, stream, seal, row, message.
 func (f Finding) String() string {
 	var b strings.Builder
 	b.WriteString(f.Kind)
@@ -535,6 +536,11 @@ func (r *run) readRows(ctx context.Context, db DB) error {
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
+	// In id order the rows of one stream come seal by seal: a stream's next
+	// batch starts inserting (taking ids) only after the previous one
+	// committed, under the stream's lock, and the identity sequence hands out
+	// increasing ids (CACHE 1, the default). Within a seal, rows are put back
+	// in seal position order before hashing.
 	q += " ORDER BY id"
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {

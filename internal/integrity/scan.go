@@ -58,12 +58,10 @@ func (s *RowScanner) Scan(rows pgx.Rows) error {
 	if err := rows.Scan(s.dst...); err != nil {
 		return fmt.Errorf("integrity: scan row: %w", err)
 	}
-	j := 0
 	for i := range auditrow.Columns {
 		c := &auditrow.Columns[i]
 		if c.Kind == auditrow.KindNullText {
 			*c.Text(&s.Row) = s.texts[i].String // "" when NULL
-			j++
 		}
 	}
 	return nil
@@ -102,6 +100,7 @@ func finishScan(nulls []*pgtype.Text, r *auditrow.Row) {
 // jsonBytes scans a jsonb column as its text, nil for NULL.
 type jsonBytes []byte
 
+// ScanText implements pgtype.TextScanner.
 func (j *jsonBytes) ScanText(v pgtype.Text) error {
 	if !v.Valid {
 		*j = nil

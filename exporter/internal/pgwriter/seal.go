@@ -458,6 +458,7 @@ func (w *Writer) rejectRowTx(ctx context.Context, tx pgx.Tx, r *auditrow.Row, ca
 
 type hashRef struct{ p *integrity.Hash }
 
+// BytesValue implements pgtype.BytesValuer.
 func (r hashRef) BytesValue() ([]byte, error) { return r.p[:], nil }
 
 type int32Ref struct{ p *int32 }
