@@ -472,3 +472,29 @@ func TestRolesShared(t *testing.T) {
 		t.Errorf("roles = %d, %v; want both", roles, err)
 	}
 }
+
+// TestPartitionsCustomTable runs partition maintenance and retention on a
+// renamed table: every function and name follows WithTable.
+func TestPartitionsCustomTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	opt := migrations.WithTable("mcp_audit")
+	_, db := migrated(t, opt)
+	old := utcDay(time.Now()).Add(-30 * 24 * time.Hour)
+	created, err := migrations.EnsurePartitionsRange(ctx, db, old, old.Add(time.Hour), opt)
+	if err != nil || len(created) != 1 || created[0] != "mcp_audit_p"+old.Format("20060102") {
+		t.Fatalf("ensure = %q, %v", created, err)
+	}
+	insert(t, db, "mcp_audit", []uuid.UUID{uuid.New(), uuid.New()}, []time.Time{old.Add(time.Minute), time.Now()})
+	dropped, err := migrations.DropPartitions(ctx, db, old.Add(24*time.Hour), opt)
+	if err != nil || len(dropped) != 1 || dropped[0].Name != created[0] {
+		t.Fatalf("drop = %+v, %v", dropped, err)
+	}
+	var n, left int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM mcp_audit`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("rows = %d, %v; want 1", n, err)
+	}
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname LIKE 'mcp\_audit\_gone%'`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("detached tables left = %d, %v", left, err)
+	}
+}
