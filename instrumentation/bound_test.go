@@ -73,7 +73,7 @@ func TestFieldCaps(t *testing.T) {
 				}
 				size, hash := attrs[otelaudit.TruncatedSizeKey(k)], attrs[otelaudit.TruncatedSHA256Key(k)]
 				if size.AsInt64() != int64(len(tt.val)) || hash.AsString() != sum(tt.val) {
-					t.Errorf("%s: markers size %v sha256 %v, want %d %s", k, size.Emit(), hash.Emit(), len(tt.val), sum(tt.val))
+					t.Errorf("%s: markers size %v sha256 %v, want %d %s", k, size.String(), hash.String(), len(tt.val), sum(tt.val))
 				}
 				if len(tt.val) > max && !strings.HasSuffix(v, otelaudit.TruncatedSuffix) {
 					t.Errorf("%s: %q has no cut marker", k, v)
@@ -105,7 +105,7 @@ func TestCapOptions(t *testing.T) {
 	clean(t, "tool", attrs[otelaudit.ToolNameKey].AsString(), 32)
 	clean(t, "error.message", attrs[otelaudit.ErrorMessageKey].AsString(), 100)
 	if attrs[otelaudit.TruncatedSizeKey(otelaudit.ErrorMessageKey)].AsInt64() != 500 {
-		t.Errorf("error text marker %v", attrs[otelaudit.TruncatedSizeKey(otelaudit.ErrorMessageKey)].Emit())
+		t.Errorf("error text marker %v", attrs[otelaudit.TruncatedSizeKey(otelaudit.ErrorMessageKey)].String())
 	}
 }
 

@@ -22,7 +22,7 @@ func ExampleAuditor_Record() {
 
 	attrs := audittest.Attrs(rec.Records()[0])
 	fmt.Println(attrs[otelaudit.ResponseStatusKey].AsString())
-	fmt.Println(attrs[otelaudit.ToolCallArgumentsKey].Emit())
+	fmt.Println(attrs[otelaudit.ToolCallArgumentsKey].String())
 	// Output:
 	// ok
 	// {"api_key":"[REDACTED]","q":"otel"}
@@ -43,7 +43,7 @@ func ExampleAuditor_Wrap() {
 	for _, k := range []string{"user.id", "otelaudit.backend.name", "otelaudit.response.status", "error.type", "error.message"} {
 		for key, v := range attrs {
 			if string(key) == k {
-				fmt.Printf("%s=%s\n", k, v.Emit())
+				fmt.Printf("%s=%s\n", k, v.String())
 			}
 		}
 	}

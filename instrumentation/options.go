@@ -5,7 +5,6 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/log"
-	"go.opentelemetry.io/otel/log/global"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -50,7 +49,7 @@ func newConfig(opts []Option) config {
 		}
 	}
 	if c.loggerProvider == nil {
-		c.loggerProvider = global.GetLoggerProvider()
+		c.loggerProvider = otel.GetLoggerProvider()
 	}
 	if c.tracerProvider == nil {
 		c.tracerProvider = otel.GetTracerProvider()

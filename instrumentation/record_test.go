@@ -159,7 +159,7 @@ func TestRecordDefaults(t *testing.T) {
 		t.Errorf("mcp.method.name recorded for a call not over MCP")
 	}
 	if got := attrs[otelaudit.UserRolesKey]; got.Type() != attribute.STRINGSLICE || len(got.AsStringSlice()) != 0 {
-		t.Errorf("user.roles = %v, want an empty string slice", got.Emit())
+		t.Errorf("user.roles = %v, want an empty string slice", got.String())
 	}
 }
 
@@ -214,7 +214,7 @@ func TestNeverPanics(t *testing.T) {
 	f := newFixture(t)
 	var nilAuditor *Auditor
 	nilAuditor.Record(context.Background(), Call{})
-	//nolint:staticcheck // a nil context must not panic either
+	//lint:ignore SA1012 a nil context must not panic either
 	f.a.Record(nil, Call{Tool: "t", Args: map[string]any{"c": make(chan int)}})
 	f.a.Record(context.Background(), Call{Tool: "t", Args: panicker{}})
 	f.a.Record(context.Background(), Call{Tool: "t", Args: func() {}})

@@ -130,7 +130,7 @@ func TestNoSecretReachesPostgres(t *testing.T) {
 	for _, sp := range spans.Ended() {
 		texts := []string{sp.Name(), sp.Status().Description}
 		for _, kv := range sp.Attributes() {
-			texts = append(texts, kv.Value.Emit())
+			texts = append(texts, kv.Value.String())
 		}
 		for _, txt := range texts {
 			for _, sec := range secrets {

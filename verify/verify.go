@@ -248,7 +248,6 @@ type sealInfo struct {
 	hash      integrity.Hash
 	seen      bool // rows were checked against it
 	excused   bool // retention dropped (some of) its rows
-	streamIdx int
 }
 
 type run struct {

@@ -215,7 +215,7 @@ func (b *batch) collect(ld plog.Logs) (skipped int) {
 		rl := rls.At(i)
 		service := ""
 		if v, ok := rl.Resource().Attributes().Get("service.name"); ok {
-			service = toAttr(v).Emit()
+			service = toAttr(v).String()
 		}
 		sls := rl.ScopeLogs()
 		for j := 0; j < sls.Len(); j++ {

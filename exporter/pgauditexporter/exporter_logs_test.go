@@ -489,7 +489,7 @@ func TestToAttrKeepsKinds(t *testing.T) {
 	if len(want) != 0 {
 		t.Errorf("lost keys: %v", want)
 	}
-	if got.Emit() == "" {
+	if got.String() == "" {
 		t.Fatal("empty Emit")
 	}
 }

@@ -206,7 +206,7 @@ func TestRoleFromScopesAndOption(t *testing.T) {
 				t.Errorf("identity %q %v, want bob %q", at[otelaudit.UserIDKey].AsString(), at[otelaudit.UserRolesKey].AsStringSlice(), tt.role)
 			}
 			if v, ok := at[otelaudit.ToolCallArgumentsKey]; ok && len(v.AsMap()) != 0 {
-				t.Errorf("arguments %v recorded for a call without any", v.Emit())
+				t.Errorf("arguments %v recorded for a call without any", v.String())
 			}
 		})
 	}

@@ -65,8 +65,8 @@ func TestSchemaValidationErrorScrubbed(t *testing.T) {
 				t.Errorf("error.message %q", msg)
 			}
 			for k, v := range at {
-				if strings.Contains(v.Emit(), tt.secret) {
-					t.Errorf("%s = %q holds the secret", k, v.Emit())
+				if strings.Contains(v.String(), tt.secret) {
+					t.Errorf("%s = %q holds the secret", k, v.String())
 				}
 			}
 			for _, sp := range spans.Ended() {

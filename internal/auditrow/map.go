@@ -253,6 +253,7 @@ func (m *Mapper) keepRawBounded(key string, v attribute.Value, limit int) {
 		m.keepRaw(key, v)
 		return
 	}
+	//lint:ignore SA1019 the stored text of a non-string value (and so derived request ids and row hashes) must stay what earlier versions stored; Value.String formats slices and floats differently
 	if text := v.Emit(); len(text) > limit || !bound.Clean(text) {
 		size, sum := bound.Markers(attribute.Key(key), text)
 		m.cut = append(m.cut, size, sum)
@@ -268,6 +269,7 @@ func (m *Mapper) text(kv attribute.KeyValue, limit int) string {
 	}
 	m.keepRawBounded(string(kv.Key), kv.Value, limit)
 	m.issue("%s: expected STRING, got %s; stored as text", kv.Key, kv.Value.Type())
+	//lint:ignore SA1019 the stored text of a non-string value (and so derived request ids and row hashes) must stay what earlier versions stored; Value.String formats slices and floats differently
 	s, _ := bound.String(kv.Value.Emit(), limit)
 	return s
 }
@@ -297,6 +299,7 @@ func (m *Mapper) roles(kv attribute.KeyValue) string {
 	case attribute.SLICE:
 		parts := make([]string, 0, 4)
 		for _, v := range kv.Value.AsSlice() {
+			//lint:ignore SA1019 the stored text of a non-string value (and so derived request ids and row hashes) must stay what earlier versions stored; Value.String formats slices and floats differently
 			parts = append(parts, v.Emit())
 		}
 		return m.bounded(key, strings.Join(parts, ","), limit)
@@ -326,6 +329,7 @@ func (m *Mapper) latency(kv attribute.KeyValue) int64 {
 		}
 	}
 	m.keepRawBounded(string(kv.Key), v, m.fieldLimit())
+	//lint:ignore SA1019 the stored text of a non-string value (and so derived request ids and row hashes) must stay what earlier versions stored; Value.String formats slices and floats differently
 	m.issue("%s: %s value %q is not a number of milliseconds; stored as 0", kv.Key, v.Type(), truncate(v.Emit(), 64))
 	return 0
 }
@@ -435,6 +439,7 @@ func (m *Mapper) limitArgs(doc []byte, start int) []byte {
 func (m *Mapper) requestID(rec *Record, v attribute.Value, present bool, attrs []byte, row *Row) uuid.UUID {
 	key := string(otelaudit.RequestIDKey)
 	if present {
+		//lint:ignore SA1019 the stored text of a non-string value (and so derived request ids and row hashes) must stay what earlier versions stored; Value.String formats slices and floats differently
 		raw := v.Emit()
 		if v.Type() == attribute.STRING {
 			if id, err := uuid.Parse(raw); err == nil {

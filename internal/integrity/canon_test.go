@@ -2,6 +2,7 @@ package integrity
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -153,7 +154,7 @@ func randomNumber(r *rand.Rand, doublesOnly bool) any {
 		return json.Number("1." + strings.Repeat("0", r.IntN(4)) + "e" + strconv.Itoa(r.IntN(800)-400))
 	default:
 		if doublesOnly {
-			return -0.0
+			return math.Copysign(0, -1)
 		}
 		return json.Number("-0.000" + strconv.Itoa(r.IntN(100)) + "00")
 	}

@@ -2,6 +2,7 @@ package pgwriter_test
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -72,7 +73,7 @@ func (g gen) value(depth int) attribute.Value {
 	case k == 4:
 		return attribute.Int64Value(g.r.Int64())
 	case k == 5:
-		return attribute.Float64Value([]float64{g.r.NormFloat64(), 1e308, -0.0}[g.r.IntN(3)])
+		return attribute.Float64Value([]float64{g.r.NormFloat64(), 1e308, math.Copysign(0, -1)}[g.r.IntN(3)])
 	case k == 6:
 		return attribute.StringSliceValue([]string{g.str(), g.str()})
 	case k == 7:

@@ -89,5 +89,5 @@ func JSON(v attribute.Value) any {
 	case attribute.EMPTY:
 		return nil
 	}
-	return v.Emit()
+	return v.String()
 }
