@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -189,6 +190,7 @@ type viewer struct {
 	listen       string
 	queryTimeout time.Duration
 	integrity    *integrityChecker
+	summaries    summaryCache
 	now          func() time.Time
 	log          io.Writer // where request failures are reported (stderr)
 }
@@ -384,7 +386,7 @@ func (v *viewer) summary(ctx context.Context, q url.Values) (any, error) {
 	// Align the buckets to the step so that a live refresh keeps them still.
 	f.Since = f.Since.Truncate(step)
 
-	sum, err := auditquery.Summarize(ctx, v.pool, v.table, f, step, 8)
+	sum, err := v.summaries.summarize(ctx, v.pool, v.table, summaryKey(q, step), f, end, step, v.now())
 	if err != nil {
 		return nil, err
 	}
@@ -392,6 +394,135 @@ func (v *viewer) summary(ctx context.Context, q url.Values) (any, error) {
 		"since": f.Since, "until": end, "step_seconds": step.Seconds(), "timeline": sum.Timeline,
 		"top_tools": sum.Tools, "top_subjects": sum.Subjects, "top_errors": sum.Errors,
 	}, nil
+}
+
+// summaryKey identifies a summary's filters (not its window) and step.
+func summaryKey(q url.Values, step time.Duration) string {
+	k := url.Values{}
+	for name, vs := range q {
+		if name != "since" && name != "until" {
+			k[name] = vs
+		}
+	}
+	return k.Encode() + "|" + step.String()
+}
+
+// Closed buckets (older than bucketSettle, well past the exporter's batch
+// delay) are kept for bucketTTL and then read again, which picks up rows that
+// arrived very late; at most summaryKeys filter sets are kept.
+const (
+	bucketSettle = 2 * time.Minute
+	bucketTTL    = 5 * time.Minute
+	summaryKeys  = 32
+)
+
+// summaryCache keeps the counts of closed time buckets per filter set, so a
+// live view reads only its newest minutes again on every refresh, not the
+// whole window.
+type summaryCache struct {
+	mu      sync.Mutex
+	entries map[string]*cachedSummary
+}
+
+type cachedSummary struct {
+	buckets map[time.Time]cachedBucket
+	used    time.Time
+	maxID   int64 // the table's highest id when the buckets were read
+	primed  bool  // maxID was set
+}
+
+type cachedBucket struct {
+	counts *auditquery.BucketCounts
+	at     time.Time
+}
+
+var emptyCounts = &auditquery.BucketCounts{}
+
+func (c *summaryCache) summarize(ctx context.Context, db auditquery.DB, table, key string, f auditquery.Filter, end time.Time, step time.Duration, now time.Time) (*auditquery.Summary, error) {
+	closedEnd := end
+	if settled := now.Add(-bucketSettle); settled.Before(closedEnd) {
+		closedEnd = settled
+	}
+	// Rows inserted since the buckets were read (a spool replaying an
+	// outage, a batch that committed late) invalidate the buckets from the
+	// earliest of their timestamps on.
+	maxID, err := auditquery.MaxID(ctx, db, table)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]*cachedSummary{}
+	}
+	e := c.entries[key]
+	if e == nil {
+		if len(c.entries) >= summaryKeys {
+			var oldest string
+			for k, v := range c.entries {
+				if oldest == "" || v.used.Before(c.entries[oldest].used) {
+					oldest = k
+				}
+			}
+			delete(c.entries, oldest)
+		}
+		e = &cachedSummary{buckets: map[time.Time]cachedBucket{}}
+		c.entries[key] = e
+	}
+	e.used = now
+	prevMax, primed := e.maxID, e.primed
+	c.mu.Unlock()
+	if primed && maxID > prevMax {
+		earliest, ok, err := auditquery.EarliestAfterID(ctx, db, table, prevMax)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c.mu.Lock()
+			for t := range e.buckets {
+				if t.Add(step).After(earliest) {
+					delete(e.buckets, t)
+				}
+			}
+			c.mu.Unlock()
+		}
+	}
+	c.mu.Lock()
+	merged := map[time.Time]*auditquery.BucketCounts{}
+	first := f.Since // the first bucket that must be read
+	for ; !first.Add(step).After(closedEnd); first = first.Add(step) {
+		b, ok := e.buckets[first]
+		if !ok || now.Sub(b.at) > bucketTTL {
+			break
+		}
+		merged[first] = b.counts
+	}
+	for t := range e.buckets {
+		if t.Before(f.Since) || now.Sub(e.buckets[t].at) > bucketTTL {
+			delete(e.buckets, t)
+		}
+	}
+	c.mu.Unlock()
+
+	fresh := f
+	fresh.Since = first
+	read, err := auditquery.SummarizeBuckets(ctx, db, table, fresh, step)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	e.maxID, e.primed = max(e.maxID, maxID), true
+	for t := first; !t.Add(step).After(closedEnd); t = t.Add(step) {
+		counts := read[t]
+		if counts == nil {
+			counts = emptyCounts
+		}
+		e.buckets[t] = cachedBucket{counts: counts, at: now}
+	}
+	c.mu.Unlock()
+	for t, counts := range read {
+		merged[t] = counts
+	}
+	return auditquery.Merge(merged, 8), nil
 }
 
 // timelineStep picks a bucket width giving at most about 100 bars.

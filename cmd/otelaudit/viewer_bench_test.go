@@ -19,7 +19,8 @@ import (
 )
 
 // TestViewerLatency measures the page's data requests (/api/calls and
-// /api/summary, as the page sends them: the last hour, 50 rows) against a
+// /api/summary, as the page sends them: the last hour, 50 rows; the summary
+// of a filter set is first read whole, then only its newest buckets) against a
 // large database named by OTELAUDIT_VIEWER_BENCH_DB (for example the 20M-row
 // otelaudit_scale database of make scale-fill), for the default view and for
 // each single filter, with filter values taken from a real row. It fails
@@ -127,7 +128,7 @@ func TestViewerLatency(t *testing.T) {
 	}
 	const n = 40
 	var out strings.Builder
-	fmt.Fprintf(&out, "| request (%d rows in the table) | p50 calls | p95 calls | p50 summary | p95 summary |\n| --- | ---: | ---: | ---: | ---: |\n", rows)
+	fmt.Fprintf(&out, "| request (%d rows in the table) | p50 calls | p95 calls | p50 summary | p95 summary | first summary (cold) |\n| --- | ---: | ---: | ---: | ---: | ---: |\n", rows)
 	var worst time.Duration
 	for _, sc := range scenarios {
 		q := url.Values{"since": {since.Format(time.RFC3339Nano)}, "until": {until.Format(time.RFC3339Nano)}}
@@ -140,6 +141,7 @@ func TestViewerLatency(t *testing.T) {
 		}
 		calls := "/api/calls?" + q.Encode() + "&limit=50"
 		summary := "/api/summary?" + q.Encode()
+		cold := get(summary) // nothing of this filter set cached yet
 		for range 3 { // warm-up
 			get(calls)
 			get(summary)
@@ -155,7 +157,7 @@ func TestViewerLatency(t *testing.T) {
 		}
 		p95c, p95s := p(dc, 0.95), p(ds, 0.95)
 		worst = max(worst, p95c, p95s)
-		fmt.Fprintf(&out, "| %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", sc.name, ms(p(dc, 0.5)), ms(p95c), ms(p(ds, 0.5)), ms(p95s))
+		fmt.Fprintf(&out, "| %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", sc.name, ms(p(dc, 0.5)), ms(p95c), ms(p(ds, 0.5)), ms(p95s), ms(cold))
 	}
 	t.Logf("viewer data requests over %v..%v, %d each after 3 warm-ups:\n%s", since.Format(time.RFC3339), until.Format(time.RFC3339), n, out.String())
 	if f := os.Getenv("OTELAUDIT_VIEWER_BENCH_OUT"); f != "" {

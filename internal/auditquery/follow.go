@@ -150,3 +150,27 @@ func (fl *Follower) newIDs(ctx context.Context, pending []int64) ([]int64, error
 	slices.Sort(ids)
 	return ids, nil
 }
+
+// EarliestAfterID returns the earliest "timestamp" among the rows with an id
+// above afterID (what was inserted since afterID was the highest), ok false
+// when there are none. It reads the primary key's id range only.
+func EarliestAfterID(ctx context.Context, db DB, table string, afterID int64) (time.Time, bool, error) {
+	rows, err := db.Query(ctx, `SELECT min("timestamp") FROM `+ident(table)+` WHERE id > $1`, afterID)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("auditquery: earliest new row: %w", err)
+	}
+	defer rows.Close()
+	var t *time.Time
+	if rows.Next() {
+		if err := rows.Scan(&t); err != nil {
+			return time.Time{}, false, fmt.Errorf("auditquery: earliest new row: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return time.Time{}, false, fmt.Errorf("auditquery: earliest new row: %w", err)
+	}
+	if t == nil {
+		return time.Time{}, false, nil
+	}
+	return *t, true, nil
+}

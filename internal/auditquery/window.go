@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -25,10 +26,15 @@ import (
 // in the future are not missed; the oldest-first scan's last window is
 // unbounded above for the same reason.
 const (
-	firstWindow  = time.Hour
-	minWindow    = time.Minute
-	maxWindow    = 32 * 24 * time.Hour
-	windowTarget = 20_000
+	firstWindow = time.Hour
+	// firstPageWindow is where a newest-first page starts looking: the
+	// newest 5 s hold a page at any realistic rate (10k rows at 2,000
+	// calls/s, a top-N sort of little cost), and a quiet trail
+	// widens it fourfold per statement.
+	firstPageWindow = 5 * time.Second
+	minWindow       = time.Minute
+	maxWindow       = 32 * 24 * time.Hour
+	windowTarget    = 20_000
 )
 
 // windowed reports whether q runs as a windowed scan: not when it looks up
@@ -110,6 +116,9 @@ func eachWindowed(ctx context.Context, db DB, table string, q Query, fn func(*Ro
 	width := firstWindow
 
 	if q.Order == NewestFirst {
+		if q.Limit > 0 {
+			width = firstPageWindow
+		}
 		hi := f.Until
 		if !q.After.IsZero() {
 			if h := q.After.Time.Add(time.Microsecond); hi.IsZero() || h.Before(hi) {
@@ -119,6 +128,29 @@ func eachWindowed(ctx context.Context, db DB, table string, q Query, fn func(*Ro
 		ref := hi
 		if ref.IsZero() {
 			ref = time.Now()
+		}
+		if q.Limit > 0 && q.Limit <= hintScan {
+			// The newest rows by id are the newest by time, roughly: the
+			// k-th newest timestamp among the k highest ids that match (a
+			// backward scan of the primary key, index-only without
+			// filters, at most hintScan rows) bounds a window that surely
+			// holds the k newest matching rows (a subset's k-th largest is
+			// at most the whole set's). With ids in time order it holds
+			// little else.
+			if lo, ok, err := newestHint(ctx, db, table, q, q.Limit); err != nil {
+				return total, last, err
+			} else if ok {
+				if !f.Since.IsZero() && lo.Before(f.Since) {
+					lo = f.Since
+				}
+				n, err := step(lo, hi)
+				if err != nil || done() || (!f.Since.IsZero() && !lo.After(f.Since)) {
+					return total, last, err
+				}
+				_ = n
+				hi = lo
+				ref = lo
+			}
 		}
 		lo := ref.Add(-width)
 		var floor time.Time
@@ -137,7 +169,11 @@ func eachWindowed(ctx context.Context, db DB, table string, q Query, fn func(*Ro
 			if err != nil || done() || final {
 				return total, last, err
 			}
-			width = adapt(width, n)
+			if q.Limit > 0 {
+				width = min(width*4, maxWindow) // fewer than a page so far: look further back, faster
+			} else {
+				width = adapt(width, n)
+			}
 			hi = lo
 			if !floorKnown && !f.Since.IsZero() {
 				floor, floorKnown = f.Since, true
@@ -238,6 +274,54 @@ func unorderedWindow(ctx context.Context, db DB, table string, q Query, buf *[]R
 		}
 	}
 	return len(b), false, nil
+}
+
+// hintScan is the most rows (by id, newest first) newestHint reads.
+const hintScan = 20_000
+
+// newestHint returns the k-th newest timestamp among the rows of q that
+// match, within the hintScan rows of q's time bounds (and cursor) with the
+// highest ids; ok is false when fewer than k of them match.
+func newestHint(ctx context.Context, db DB, table string, q Query, k int) (time.Time, bool, error) {
+	var b builder
+	bounds := Filter{Since: q.Filter.Since, Until: q.Filter.Until}
+	b.filter(&bounds)
+	if !q.After.IsZero() {
+		b.add(`("timestamp", id) < (` + b.arg(q.After.Time) + `, ` + b.arg(q.After.ID) + `)`)
+	}
+	where := b.clause()
+	rest := q.Filter
+	rest.Since, rest.Until = time.Time{}, time.Time{}
+	b.where = nil
+	b.filter(&rest)
+	var sql string
+	if len(b.where) == 0 {
+		sql = `SELECT "timestamp" FROM ` + ident(table) + where + ` ORDER BY id DESC LIMIT ` + b.arg(k)
+	} else {
+		sql = `SELECT "timestamp" FROM (SELECT "timestamp", (` + strings.Join(b.where, " AND ") + `) AS m FROM ` + ident(table) + where +
+			` ORDER BY id DESC LIMIT ` + b.arg(hintScan) + `) s WHERE m LIMIT ` + b.arg(k)
+	}
+	rows, err := db.Query(ctx, sql, b.args...)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("auditquery: newest ids: %w", err)
+	}
+	defer rows.Close()
+	var ts []time.Time
+	for rows.Next() {
+		var t time.Time
+		if err := rows.Scan(&t); err != nil {
+			return time.Time{}, false, fmt.Errorf("auditquery: newest ids: %w", err)
+		}
+		ts = append(ts, t)
+	}
+	if err := rows.Err(); err != nil {
+		return time.Time{}, false, fmt.Errorf("auditquery: newest ids: %w", err)
+	}
+	if len(ts) < k {
+		return time.Time{}, false, nil
+	}
+	slices.SortFunc(ts, func(a, b time.Time) int { return b.Compare(a) })
+	return ts[k-1], true, nil
 }
 
 // minTimestamp returns the earliest "timestamp" of the rows f selects within
