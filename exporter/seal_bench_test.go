@@ -101,3 +101,52 @@ func BenchmarkSealingInterleaved(b *testing.B) {
 	b.ReportMetric(spent[0].Seconds()/spent[1].Seconds(), "sealed/plain")
 	b.ReportMetric(spent[0].Seconds()/spent[2].Seconds(), "signed/plain")
 }
+
+// BenchmarkEndToEndSealingInterleaved is BenchmarkEndToEnd for a not
+// sealed and a sealed exporter in turn: each iteration emits one batch's
+// worth of calls through each LoggerProvider and waits for its ForceFlush,
+// so load drift hits both alike. It reports both rows/s and the ratio.
+func BenchmarkEndToEndSealingInterleaved(b *testing.B) {
+	ctx := context.Background()
+	type pipe struct {
+		lp    *sdklog.LoggerProvider
+		l     log.Logger
+		spent time.Duration
+	}
+	var pipes []*pipe
+	for _, opts := range [][]exporter.Option{{exporter.WithSealing(false)}, nil} {
+		exp, err := exporter.New(ctx, append([]exporter.Option{exporter.WithDatabaseURL(benchDB(b)), exporter.WithMigrate(false)}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lp := sdklog.NewLoggerProvider(
+			sdklog.WithResource(resource.NewSchemaless(attribute.String("service.name", "gateway"))),
+			sdklog.WithProcessor(exporter.NewProcessor(exp, exporter.WithQueueSize(4*benchBatch), sdklog.WithExportMaxBatchSize(benchBatch))),
+		)
+		defer lp.Shutdown(ctx)
+		pipes = append(pipes, &pipe{lp: lp, l: lp.Logger("bench")})
+	}
+	runtime.GC()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, p := range pipes {
+			start := time.Now()
+			for j := 0; j < benchBatch; j++ {
+				var r log.Record
+				r.SetEventName(otelaudit.EventName)
+				r.SetTimestamp(time.Now())
+				r.AddAttributes(benchAttrs(uuid.Must(uuid.NewV7()), j)...)
+				p.l.Emit(ctx, r)
+			}
+			if err := p.lp.ForceFlush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			p.spent += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	rows := float64(b.N * benchBatch)
+	b.ReportMetric(rows/pipes[0].spent.Seconds(), "plain-rows/s")
+	b.ReportMetric(rows/pipes[1].spent.Seconds(), "sealed-rows/s")
+	b.ReportMetric(pipes[0].spent.Seconds()/pipes[1].spent.Seconds(), "sealed/plain")
+}
