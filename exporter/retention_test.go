@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 
 	"github.com/sentinel-gateway/otelaudit/exporter"
@@ -24,15 +23,7 @@ import (
 func TestRetentionAndPartitionMaintenance(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	_, pool := pgtest.NewMigratedPool(t)
 	old := time.Now().UTC().Truncate(24 * time.Hour).Add(-40 * 24 * time.Hour)
 	if _, err := migrations.EnsurePartitionsRange(ctx, pool, old, old.Add(time.Hour)); err != nil {
 		t.Fatal(err)
@@ -82,10 +73,7 @@ func TestRetentionAndPartitionMaintenance(t *testing.T) {
 func TestWriterRoleExports(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
+	url := pgtest.NewMigratedDatabase(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	role := "otelaudit_t_" + hex.EncodeToString(b[:])

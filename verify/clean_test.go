@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 
 	"github.com/sentinel-gateway/otelaudit/exporter"
@@ -75,10 +74,7 @@ func TestTwoWritersAtOnceVerify(t *testing.T) {
 func TestSpoolOutageAndReplaysVerify(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
+	url := pgtest.NewMigratedDatabase(t)
 	proxy := pgtest.NewProxy(t, "127.0.0.1:5432")
 	exp, err := exporter.New(ctx, exporter.WithDatabaseURL(proxy.URL(url)), exporter.WithMigrate(false),
 		exporter.WithSpool(t.TempDir(), 1<<28))
@@ -125,15 +121,7 @@ func TestSpoolOutageAndReplaysVerify(t *testing.T) {
 func TestRetentionInTheMiddleVerifies(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	url, pool := pgtest.NewMigratedPool(t)
 	old := time.Now().Add(-10 * 24 * time.Hour)
 	if _, err := migrations.EnsurePartitionsRange(ctx, pool, old.Add(-24*time.Hour), old.Add(24*time.Hour)); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
@@ -18,15 +16,7 @@ import (
 func TestRetentionAndPartitionsAhead(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	url, pool := pgtest.NewMigratedPool(t)
 	old := time.Now().UTC().Truncate(24 * time.Hour).Add(-40 * 24 * time.Hour)
 	if _, err := migrations.EnsurePartitionsRange(ctx, pool, old, old.Add(time.Hour)); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
-	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
 const hostile = `x' OR '1'='1'); DROP TABLE audit_log; --`
@@ -24,10 +23,7 @@ var base = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 func testDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
+	url := pgtest.NewMigratedDatabase(t)
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
-	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
 // TestAppendOnly holds that UPDATE, DELETE and TRUNCATE are refused on the
@@ -15,10 +14,7 @@ import (
 func TestAppendOnly(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
+	url := pgtest.NewMigratedDatabase(t)
 	conn := pgtest.Connect(t, url)
 	mustExec := func(sql string) {
 		t.Helper()

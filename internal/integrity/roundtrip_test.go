@@ -12,12 +12,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sentinel-gateway/otelaudit/internal/auditrow"
 	"github.com/sentinel-gateway/otelaudit/internal/integrity"
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
-	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
 // TestRowHashSurvivesPostgreSQL writes random rows, reads them back as
@@ -26,15 +24,7 @@ import (
 // empty nullable text becomes NULL) and recomputes every hash.
 func TestRowHashSurvivesPostgreSQL(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	_, pool := pgtest.NewMigratedPool(t)
 
 	r := rand.New(rand.NewPCG(7, 11))
 	const n = 2000
@@ -45,7 +35,7 @@ func TestRowHashSurvivesPostgreSQL(t *testing.T) {
 		want[rows[i].RequestID] = integrity.RowHash(&rows[i])
 	}
 	// Written as the writer writes them: pgx binary COPY of the same Go values.
-	_, err = pool.CopyFrom(ctx, pgx.Identifier{"audit_log"}, auditrow.ColumnNames(), pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{"audit_log"}, auditrow.ColumnNames(), pgx.CopyFromSlice(n, func(i int) ([]any, error) {
 		var vals []any
 		for _, c := range auditrow.Columns {
 			switch c.Kind {

@@ -5,11 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
 	"github.com/sentinel-gateway/otelaudit/internal/scale"
-	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
 // TestFillAndLookups fills a small history and checks that every lookup
@@ -17,15 +14,7 @@ import (
 func TestFillAndLookups(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := migrations.Up(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	_, pool := pgtest.NewMigratedPool(t)
 	now := time.Now().UTC()
 	w := scale.NewWorkload(20_000, now.Add(-3*24*time.Hour), now)
 	if err := scale.Fill(ctx, pool, "audit_log", w, 0, w.Rows, true, nil); err != nil {
