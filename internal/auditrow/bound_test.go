@@ -60,6 +60,7 @@ func TestMapCapsEveryField(t *testing.T) {
 		{otelaudit.ErrorMessageKey, otelaudit.DefaultMaxErrorBytes, func(r Row, _ map[string]any) string { return r.ErrorMessage }},
 		{otelaudit.MCPMethodNameKey, otelaudit.DefaultMaxFieldBytes, func(_ Row, a map[string]any) string { s, _ := a[string(otelaudit.MCPMethodNameKey)].(string); return s }},
 		{otelaudit.MCPSessionIDKey, otelaudit.DefaultMaxFieldBytes, func(_ Row, a map[string]any) string { s, _ := a[string(otelaudit.MCPSessionIDKey)].(string); return s }},
+		{otelaudit.ErrorTypeKey, otelaudit.DefaultMaxFieldBytes, func(_ Row, a map[string]any) string { s, _ := a[string(otelaudit.ErrorTypeKey)].(string); return s }},
 		{otelaudit.JSONRPCRequestIDKey, otelaudit.DefaultMaxFieldBytes, func(_ Row, a map[string]any) string {
 			s, _ := a[string(otelaudit.JSONRPCRequestIDKey)].(string)
 			return s

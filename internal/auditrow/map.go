@@ -113,7 +113,7 @@ func (m *Mapper) Map(rec *Record) Row {
 			row.ResponseStatus, haveStatus = m.text(kv, m.fieldLimit()), true
 		case otelaudit.ErrorMessageKey:
 			row.ErrorMessage = m.text(kv, m.errorLimit())
-		case otelaudit.MCPMethodNameKey, otelaudit.MCPSessionIDKey, otelaudit.JSONRPCRequestIDKey:
+		case otelaudit.MCPMethodNameKey, otelaudit.MCPSessionIDKey, otelaudit.JSONRPCRequestIDKey, otelaudit.ErrorTypeKey:
 			// Capped fields kept in the attributes object.
 			addAttr(string(kv.Key), m.attrField(kv))
 		case otelaudit.LatencyMSKey:
