@@ -121,7 +121,8 @@ func (a *Auditor) drainAsync() {
 	}()
 }
 
-// drainRefused emits the kept refusals while the pipeline stays healthy.
+// drainRefused emits the kept refusals while the pipeline stays healthy;
+// those it could not emit stay kept.
 func (a *Auditor) drainRefused() {
 	defer func() {
 		if p := recover(); p != nil {
@@ -138,7 +139,17 @@ func (a *Auditor) drainRefused() {
 	l.recs, l.dropped = nil, 0
 	l.pending.Store(0)
 	l.mu.Unlock()
-	for _, r := range recs {
+	for i, r := range recs {
+		// Health is asked again before every record: a pipeline that
+		// stops taking records mid-drain (its queue is full) would drop the
+		// rest. They are kept, ahead of newer refusals, for the next drain.
+		if i > 0 && a.healthErr(ctx) != nil {
+			l.mu.Lock()
+			l.recs = append(recs[i:len(recs):len(recs)], l.recs...)
+			l.pending.Store(int64(len(l.recs)))
+			l.mu.Unlock()
+			break
+		}
 		a.logger.Emit(trace.ContextWithSpanContext(ctx, r.sc), r.rec)
 	}
 	if dropped > 0 {
