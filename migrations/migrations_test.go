@@ -86,10 +86,9 @@ func TestUpCreatesDesignSchema(t *testing.T) {
 		"CREATE UNIQUE INDEX audit_log_pkey ON ONLY public.audit_log USING btree (id, \"timestamp\")",
 		"CREATE UNIQUE INDEX audit_log_request_key ON ONLY public.audit_log USING btree (request_id, \"timestamp\")",
 		"CREATE INDEX audit_log_session_idx ON ONLY public.audit_log USING hash (((attributes ->> 'mcp.session.id'::text)))",
-		"CREATE INDEX audit_log_status_idx ON ONLY public.audit_log USING btree (response_status)",
+		"CREATE INDEX audit_log_status_time_idx ON ONLY public.audit_log USING btree (response_status, \"timestamp\") WHERE (response_status <> 'ok'::text)",
 		"CREATE INDEX audit_log_subject_time_idx ON ONLY public.audit_log USING btree (client_subject, \"timestamp\")",
-		"CREATE INDEX audit_log_time_brin ON ONLY public.audit_log USING brin (\"timestamp\")",
-		"CREATE INDEX audit_log_tool_time_idx ON ONLY public.audit_log USING btree (tool_name, \"timestamp\")",
+		"CREATE INDEX audit_log_time_tool_idx ON ONLY public.audit_log USING btree (\"timestamp\", tool_name)",
 		"CREATE INDEX audit_log_trace_id_idx ON ONLY public.audit_log USING hash (trace_id)",
 	}
 	if len(defs) != len(wantIdx) {
@@ -194,4 +193,4 @@ func TestBadInput(t *testing.T) {
 const auditColumns = 20
 
 // latestVersion is the newest migration's version.
-const latestVersion = 4
+const latestVersion = 5
