@@ -142,7 +142,7 @@ func TestViewerLatency(t *testing.T) {
 		calls := "/api/calls?" + q.Encode() + "&limit=50"
 		summary := "/api/summary?" + q.Encode()
 		cold := get(summary) // nothing of this filter set cached yet
-		for range 3 { // warm-up
+		for range 3 {        // warm-up
 			get(calls)
 			get(summary)
 		}
