@@ -19,10 +19,12 @@ demo: postgres
 
 test: postgres tools vet test-root test-outage test-collector
 
-# go vet, then staticcheck (pinned by the tool directive in go.mod, so every
+# gofmt, go vet, then staticcheck (pinned by the tool directive in go.mod, so every
 # machine runs the same version) over both modules. Each suppression is a
 # //lint:ignore comment that says why, where it stands.
 vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*')); \
+		if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck

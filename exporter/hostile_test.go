@@ -537,12 +537,12 @@ func testHostileLoad(t *testing.T, failClosed bool) {
 	for _, sp := range spans {
 		texts := []string{sp.Name(), sp.Status().Description}
 		for _, kv := range sp.Attributes() {
-			texts = append(texts, kv.Value.Emit())
+			texts = append(texts, kv.Value.String())
 		}
 		for _, ev := range sp.Events() {
 			texts = append(texts, ev.Name)
 			for _, kv := range ev.Attributes {
-				texts = append(texts, kv.Value.Emit())
+				texts = append(texts, kv.Value.String())
 			}
 		}
 		for _, txt := range texts {
