@@ -6,7 +6,11 @@
 // database in place to time the upgrade, and times Export into an empty
 // table of each version in interleaved rounds.
 //
-//	go run ./internal/scale/cmd/schemacmp -days 3 -plans schemacmp-plans.txt
+//	go run ./internal/scale/cmd/schemacmp -days 7.5 -plans schemacmp-plans.txt
+//
+// With -reuse it measures an existing filled database (such as make
+// bench-scale's) at the previous version, migrates it in place and measures
+// it again.
 package main
 
 import (
@@ -40,6 +44,9 @@ func main() {
 	batches := flag.Int("batches", 20, "batches of 1,024 records per Export round")
 	runs := flag.Int("runs", 15, "timed runs per lookup")
 	plans := flag.String("plans", "", "write each lookup's EXPLAIN ANALYZE (both versions) to this file")
+	reuse := flag.String("reuse", "", "instead: measure the lookups and size of this existing database at the previous version, migrate it in place to the latest and measure again (with -start and -end of its workload)")
+	startFlag := flag.String("start", "", "with -reuse: when the database's workload began (RFC 3339)")
+	endFlag := flag.String("end", "", "with -reuse: when it ended (RFC 3339); \"the last hour\" ends here")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	ctx := context.Background()
@@ -50,6 +57,15 @@ func main() {
 	start := now.Add(-time.Duration(*days * float64(24*time.Hour)))
 	w := scale.NewWorkload(*perDay, start, now)
 	out := os.Stdout
+	if *reuse != "" {
+		start, err1 := time.Parse(time.RFC3339, *startFlag)
+		end, err2 := time.Parse(time.RFC3339, *endFlag)
+		if err1 != nil || err2 != nil {
+			log.Fatalf("-reuse needs -start and -end (RFC 3339): %v %v", err1, err2)
+		}
+		reuseRun(ctx, out, withDB(*admin, *reuse), scale.NewWorkload(*perDay, start, end), *runs, *plans)
+		return
+	}
 	fmt.Fprintf(out, "# schemacmp %s: v%d vs v%d, %d rows over %.1f days; load average before: %s\n\n", now.Format(time.RFC3339), prev, latest, w.Rows, *days, loadavg())
 
 	var planOut io.Writer = io.Discard
@@ -90,7 +106,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	lookups = append(lookups, globLookup(w))
+	lookups = append(lookups, extraLookups(w)...)
 
 	// Lookups: each one on v-prev then on v-latest, so load drift hits both.
 	log.Printf("lookups")
@@ -193,11 +209,87 @@ func indexSizes(ctx context.Context, p *pgxpool.Pool, n int64) []string {
 	return names
 }
 
-// globLookup is the viewer's tool glob: a prefix pattern over the last hour.
-func globLookup(w scale.Workload) scale.Lookup {
-	return scale.Lookup{Name: "a tool glob's (`list_*`) last 100 calls in the last hour",
-		SQL:  `SELECT * FROM audit_log WHERE tool_name LIKE $1 ESCAPE '\' AND "timestamp" >= $2 ORDER BY "timestamp" DESC LIMIT 100`,
-		Args: []any{`list\_%`, w.End.Add(-time.Hour)}}
+// extraLookups are the viewer's tool glob over the last hour, and the
+// aggregate over an hour bounded on both sides (the same as "the last hour"
+// on a freshly filled table; on a table written to after its workload's
+// end, the open-ended questions also read those later rows).
+func extraLookups(w scale.Workload) []scale.Lookup {
+	return []scale.Lookup{
+		{Name: "a tool glob's (`list_*`) last 100 calls in the last hour",
+			SQL:  `SELECT * FROM audit_log WHERE tool_name LIKE $1 ESCAPE '\' AND "timestamp" >= $2 ORDER BY "timestamp" DESC LIMIT 100`,
+			Args: []any{`list\_%`, w.End.Add(-time.Hour)}},
+		{Name: "calls per tool in the workload's last hour [end - 1h, end)",
+			SQL:  `SELECT tool_name, count(*) FROM audit_log WHERE "timestamp" >= $1 AND "timestamp" < $2 GROUP BY tool_name`,
+			Args: []any{w.End.Add(-time.Hour), w.End}},
+	}
+}
+
+// reuseRun measures an existing database at the previous version, migrates
+// it in place to the latest and measures it again: the same rows, one run.
+func reuseRun(ctx context.Context, out io.Writer, u string, w scale.Workload, runs int, plans string) {
+	latest := migrations.Latest()
+	prev := latest - 1
+	if v, dirty, err := migrations.Version(ctx, u); err != nil || dirty || v != prev {
+		log.Fatalf("-reuse: database at version %d (dirty %v, %v), want %d", v, dirty, err, prev)
+	}
+	pool := connect(ctx, u)
+	defer pool.Close()
+	var planOut io.Writer = io.Discard
+	if plans != "" {
+		f, err := os.Create(plans)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		planOut = f
+	}
+	lookups, err := scale.Lookups(ctx, pool, migrations.DefaultTable, w)
+	if err != nil {
+		log.Fatal(err)
+	}
+	lookups = append(lookups, extraLookups(w)...)
+	measure := func(v uint) ([]scale.Timing, scale.Size, []string) {
+		log.Printf("measuring v%d", v)
+		var ts []scale.Timing
+		for _, l := range lookups {
+			t, err := scale.Time(ctx, pool, l, runs)
+			if err != nil {
+				log.Fatal(err)
+			}
+			ts = append(ts, t)
+			fmt.Fprintf(planOut, "-- v%d: %s\n%s\n%s\n\n", v, l.Name, l.SQL, t.Plan)
+		}
+		size, err := scale.Measure(ctx, pool, migrations.DefaultTable)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return ts, size, indexSizes(ctx, pool, size.Rows)
+	}
+	fmt.Fprintf(out, "# schemacmp -reuse %s: v%d, then migrated in place to v%d; load average before: %s\n\n", time.Now().UTC().Format(time.RFC3339), prev, latest, loadavg())
+	before, sizeBefore, idxBefore := measure(prev)
+	log.Printf("migrating to v%d", latest)
+	t0 := time.Now()
+	if err := migrations.Migrate(ctx, u, latest); err != nil {
+		log.Fatal(err)
+	}
+	upgrade := time.Since(t0)
+	after, sizeAfter, idxAfter := measure(latest)
+	fmt.Fprintf(out, "migration v%d -> v%d in place on %d rows: %v (one transaction; writers wait on the table's lock meanwhile)\n\n", prev, latest, sizeAfter.Rows, upgrade.Round(time.Millisecond))
+	fmt.Fprintf(out, "## Lookups (median of %d runs after one warm-up; the indexes each plan reads)\n\n| question | rows | v%d median | v%d p95 | v%d index | v%d median | v%d p95 | v%d index |\n| --- | ---: | ---: | ---: | --- | ---: | ---: | --- |\n",
+		runs, prev, prev, prev, latest, latest, latest)
+	for i := range lookups {
+		a, b := before[i], after[i]
+		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", a.Name, b.Rows, ms(a.Median), ms(a.P95), indexes(a.Plan), ms(b.Median), ms(b.P95), indexes(b.Plan))
+	}
+	fmt.Fprintf(out, "\n## Size (%d rows, %d partitions)\n\n| | heap | indexes | bytes a row (heap + indexes) |\n| --- | ---: | ---: | ---: |\n", sizeAfter.Rows, sizeAfter.Partitions)
+	for _, x := range []struct {
+		v uint
+		s scale.Size
+	}{{prev, sizeBefore}, {latest, sizeAfter}} {
+		fmt.Fprintf(out, "| v%d | %s | %s | **%.0f** (%.0f + %.0f) |\n", x.v, mib(x.s.Heap), mib(x.s.Index), x.s.BytesPerRow(),
+			float64(x.s.Heap)/float64(x.s.Rows), float64(x.s.Index)/float64(x.s.Rows))
+	}
+	fmt.Fprintf(out, "\nv%d indexes: %s\n\nv%d indexes: %s\n\nload average after: %s\n", prev, strings.Join(idxBefore, ", "), latest, strings.Join(idxAfter, ", "), loadavg())
 }
 
 var scanRE = regexp.MustCompile(`(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\S+)`)
