@@ -30,7 +30,7 @@ func newExportCmd() *cobra.Command {
 		Short: "Stream every matching call to JSON Lines, CSV or OCSF",
 		Long: `export writes every call that matches the filters, oldest first, with no row
 cap and in constant memory: it streams the rows in time windows, each one
-statement that PostgreSQL answers from one partition's BRIN index.
+statement that PostgreSQL answers from one partition's time index.
 
 Formats: jsonl (one row per line, the column names as keys), csv (a header
 line, then one row per line; JSON columns as JSON text), ocsf (one OCSF 1.3

@@ -11,12 +11,12 @@ import (
 
 // Windowed scans.
 //
-// The schema indexes "timestamp" with BRIN inside daily partitions (cheap
-// to maintain at any ingest rate) and has no B-tree that yields rows in
-// ("timestamp", id) order. One ORDER BY ... LIMIT over the whole table would
+// The schema indexes "timestamp" inside daily partitions (a B-tree on
+// ("timestamp", tool_name) since migration 000005, a BRIN before) and has no
+// index that yields rows in ("timestamp", id) order across partitions. One ORDER BY ... LIMIT over the whole table would
 // sort every row of every partition. So a scan runs as a series of
 // statements over adjacent time windows, in the scan's direction: each is
-// narrowed by partition pruning and the BRIN index and sorts only its own
+// narrowed by partition pruning and the time index and sorts only its own
 // rows, and the scan stops as soon as it has Limit rows. A window's width
 // adapts to what the previous one held (about windowTarget rows); an empty
 // window is skipped by asking for the next timestamp that exists.
