@@ -111,6 +111,10 @@ const (
 	// [DepthLimitValue]. Scalars are never cut for depth. JSON held in a
 	// string continues the count of the string's position.
 	MaxJSONDepth = 32
+	// DefaultMaxExtraAttributes bounds the extra attributes of one call
+	// (instrumentation.Call.Attributes) that are recorded; the rest are
+	// counted in [DroppedAttributesKey].
+	DefaultMaxExtraAttributes = 32
 )
 
 // Markers of values that were cut.
@@ -201,4 +205,28 @@ const (
 	MCPSessionIDKey = attribute.Key("mcp.session.id")
 	// JSONRPCRequestIDKey is the JSON-RPC id of the request.
 	JSONRPCRequestIDKey = attribute.Key("jsonrpc.request.id")
+
+	// DroppedAttributesKey is the number of a call's extra attributes
+	// (instrumentation.Call.Attributes) that were not recorded: beyond
+	// [DefaultMaxExtraAttributes], colliding with a key the audit record
+	// sets itself, or with an unusable key. Absent when none was dropped.
+	DroppedAttributesKey = attribute.Key("otelaudit.attributes.dropped")
+)
+
+// Attribute keys a gateway may add to a call (instrumentation.Call.Attributes)
+// and that are stored in the row's attributes.
+const (
+	// ClientAddressKey is the semantic-convention key for the address of
+	// the client the request came from.
+	ClientAddressKey = attribute.Key("client.address")
+	// AggregateCountKey is how many requests a row stands for when a
+	// gateway aggregates them into one (the example gateway's anonymous
+	// refusals).
+	AggregateCountKey = attribute.Key("otelaudit.aggregate.count")
+	// AggregateFirstTimeKey is when the first of the requests an aggregated
+	// row stands for arrived (RFC 3339 with nanoseconds, UTC).
+	AggregateFirstTimeKey = attribute.Key("otelaudit.aggregate.first_time")
+	// AggregateLastTimeKey is when the last of them arrived (RFC 3339 with
+	// nanoseconds, UTC).
+	AggregateLastTimeKey = attribute.Key("otelaudit.aggregate.last_time")
 )

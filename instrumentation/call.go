@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/sentinel-gateway/otelaudit"
 )
@@ -61,6 +62,22 @@ type Call struct {
 	SessionID string
 	// JSONRPCID is the JSON-RPC id of the request, if any.
 	JSONRPCID string
+	// Attributes are extra attributes the gateway vouches for (such as
+	// otelaudit.ClientAddressKey or the otelaudit.Aggregate* keys), stored
+	// in the row's attributes, never in its arguments. They are bounded:
+	// at most otelaudit.DefaultMaxExtraAttributes are recorded; a string
+	// value is cut to [WithMaxFieldBytes] with the markers of the original
+	// (see otelaudit.TruncatedSuffix), and a slice or map value longer than
+	// that is recorded as its text, cut the same way. An attribute whose key
+	// the record sets itself (request id, status, tool, subject, role,
+	// error, MCP method, session and JSON-RPC ids, arguments, and any
+	// other "otelaudit." key but the otelaudit.Aggregate* ones) is ignored:
+	// a Call can never override what the Auditor records. So is one with an
+	// empty key, or a key longer than the field limit or not clean UTF-8.
+	// Of several with the same key the last one is recorded. How many were
+	// not recorded is recorded as otelaudit.DroppedAttributesKey. The slice
+	// is never modified.
+	Attributes []attribute.KeyValue
 }
 
 // ErrDenied marks a call the gateway refused (an authorization decision, a

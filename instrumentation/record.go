@@ -171,6 +171,9 @@ func (a *Auditor) build(ctx context.Context, c *Call) (log.Record, string) {
 	if c.JSONRPCID != "" {
 		b.str(otelaudit.JSONRPCRequestIDKey, c.JSONRPCID, max)
 	}
+	if len(c.Attributes) > 0 {
+		b.extra(c.Attributes, max)
+	}
 
 	var rec log.Record
 	rec.SetEventName(otelaudit.EventName)

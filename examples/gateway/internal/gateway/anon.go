@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
@@ -16,25 +17,9 @@ import (
 	"github.com/sentinel-gateway/otelaudit/instrumentation"
 )
 
-// Keys of the aggregate an anonymous row stands for. An anonymous row
-// stores no argument of the client's: its request_args hold these keys
-// instead. (They are the gateway's own; the root vocabulary has no
-// free-form attributes on a Call yet.)
-const (
-	// AggregateCountKey is how many refused requests the row stands for.
-	AggregateCountKey = "otelaudit.aggregate.count"
-	// AggregateFirstKey and AggregateLastKey are when the first and the
-	// last of them arrived (RFC 3339 with nanoseconds, UTC).
-	AggregateFirstKey = "otelaudit.aggregate.first_time"
-	AggregateLastKey  = "otelaudit.aggregate.last_time"
-	// ClientAddressKey is the client address (IPv4, or IPv6 /64) the
-	// requests came from, or [OverflowClient].
-	ClientAddressKey = "client.address"
-)
-
-// OverflowClient is the client address of the row that counts refusals
-// beyond the rate limit or from more client addresses than
-// anonymous.max_clients.
+// OverflowClient is the client address (otelaudit.ClientAddressKey) of the
+// row that counts refusals beyond the rate limit or from more client
+// addresses than anonymous.max_clients.
 const OverflowClient = "(other)"
 
 // maxAnonFieldBytes bounds the tool name and JSON-RPC id an unauthenticated
@@ -258,11 +243,13 @@ func (z *anonAuditor) emit(k anonKey, g *anonAgg) {
 		ErrorMessage: fmt.Sprintf("HTTP 401: %s: %d %s from %s", k.reason, g.count, what, k.client),
 		Latency:      g.latency,
 		Method:       g.method,
-		Args: map[string]any{
-			AggregateCountKey: g.count,
-			AggregateFirstKey: g.first.UTC().Format(time.RFC3339Nano),
-			AggregateLastKey:  g.last.UTC().Format(time.RFC3339Nano),
-			ClientAddressKey:  k.client,
+		// What the row stands for goes to its attributes; it stores no
+		// argument of the client's (request_args stays empty).
+		Attributes: []attribute.KeyValue{
+			otelaudit.AggregateCountKey.Int64(g.count),
+			otelaudit.AggregateFirstTimeKey.String(g.first.UTC().Format(time.RFC3339Nano)),
+			otelaudit.AggregateLastTimeKey.String(g.last.UTC().Format(time.RFC3339Nano)),
+			otelaudit.ClientAddressKey.String(k.client),
 		},
 	}
 	if g.count == 1 {

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/sentinel-gateway/otelaudit"
 )
 
 // TestAnonymousFloodCostsNoAuthenticatedRow floods the gateway with
@@ -127,8 +130,21 @@ func TestAnonymousFloodCostsNoAuthenticatedRow(t *testing.T) {
 		case AnonymousSubject:
 			anon++
 			biggest = max(biggest, len(r.Whole))
-			n, _ := r.Args[AggregateCountKey].(float64)
+			n, _ := r.Attrs[string(otelaudit.AggregateCountKey)].(float64)
 			counted += int64(n)
+			if r.Args != nil {
+				t.Errorf("anonymous row with request_args %v", r.Args)
+			}
+			if c, _ := r.Attrs[string(otelaudit.ClientAddressKey)].(string); c == "" {
+				t.Errorf("anonymous row without %s: %.300s", otelaudit.ClientAddressKey, r.Whole)
+			}
+			for _, k := range []attribute.Key{otelaudit.AggregateFirstTimeKey, otelaudit.AggregateLastTimeKey} {
+				if v, _ := r.Attrs[string(k)].(string); v == "" {
+					t.Errorf("anonymous row without %s: %.300s", k, r.Whole)
+				} else if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+					t.Errorf("anonymous row: %s %q: %v", k, v, err)
+				}
+			}
 			if strings.Contains(r.Whole, "hunter2-flood") || strings.Contains(r.Whole, "sssssssss") || strings.Contains(r.Whole, "xxxxxxxx") {
 				t.Errorf("anonymous row holds what the client sent: %.300s", r.Whole)
 			}

@@ -133,7 +133,7 @@ func TestTokensNeverLeak(t *testing.T) {
 
 	conn := pgtest.Connect(t, dbURL)
 	rows, err := conn.Query(ctx, `SELECT client_subject || ' ' || client_role || ' ' || tool_name || ' ' || backend_name || ' ' || response_status
-		|| coalesce(' ' || (request_args->>'otelaudit.aggregate.count'), ''),
+		|| coalesce(' ' || (attributes->>'otelaudit.aggregate.count'), ''),
 		row_to_json(a)::text FROM audit_log a ORDER BY client_subject, timestamp, id`)
 	if err != nil {
 		t.Fatal(err)

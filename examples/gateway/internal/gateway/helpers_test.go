@@ -91,6 +91,7 @@ func (tg *testGateway) connect(ctx context.Context, token string, opts *mcp.Clie
 type auditRow struct {
 	Subject, Role, Tool, Backend, Status, ErrorType, ErrorMessage, TraceID string
 	Args                                                                   map[string]any
+	Attrs                                                                  map[string]any
 	Whole                                                                  string
 }
 
@@ -101,7 +102,7 @@ func (tg *testGateway) rows() []auditRow {
 	ctx := context.Background()
 	rs, err := conn.Query(ctx, `SELECT client_subject, client_role, tool_name, backend_name, response_status,
 		coalesce(attributes->>'error.type', ''), coalesce(error_message, ''), coalesce(trace_id, ''),
-		coalesce(request_args, 'null'::jsonb), row_to_json(a)::text
+		coalesce(request_args, 'null'::jsonb), coalesce(attributes, 'null'::jsonb), row_to_json(a)::text
 		FROM audit_log a ORDER BY timestamp, id`)
 	if err != nil {
 		tg.t.Fatal(err)
@@ -110,11 +111,12 @@ func (tg *testGateway) rows() []auditRow {
 	var out []auditRow
 	for rs.Next() {
 		var r auditRow
-		var args any
-		if err := rs.Scan(&r.Subject, &r.Role, &r.Tool, &r.Backend, &r.Status, &r.ErrorType, &r.ErrorMessage, &r.TraceID, &args, &r.Whole); err != nil {
+		var args, attrs any
+		if err := rs.Scan(&r.Subject, &r.Role, &r.Tool, &r.Backend, &r.Status, &r.ErrorType, &r.ErrorMessage, &r.TraceID, &args, &attrs, &r.Whole); err != nil {
 			tg.t.Fatal(err)
 		}
 		r.Args, _ = args.(map[string]any)
+		r.Attrs, _ = attrs.(map[string]any)
 		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {
