@@ -14,10 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net/url"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"time"
 
@@ -25,11 +23,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sentinel-gateway/otelaudit/internal/scale"
+	"github.com/sentinel-gateway/otelaudit/internal/scale/cmd/internal/benchutil"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
 func main() {
-	admin := flag.String("admin", envOr("OTELAUDIT_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "administrative connection URL of the server")
+	admin := flag.String("admin", benchutil.EnvOr("OTELAUDIT_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "administrative connection URL of the server")
 	dbName := flag.String("db", "otelaudit_scale", "database to fill (dropped and created again unless -reuse)")
 	reuse := flag.Bool("reuse", false, "measure the filled database -db as it is, without filling it again")
 	perDay := flag.Int64("per-day", 666_667, "calls per day (666,667 × 30 days = 20M)")
@@ -55,21 +54,21 @@ func main() {
 	w := scale.NewWorkload(*perDay, start, now)
 
 	out := os.Stdout
-	fmt.Fprintf(out, "# scale run %s\n\nhost: %s; load average before: %s\n\n", now.Format(time.RFC3339), hostInfo(), loadavg())
+	fmt.Fprintf(out, "# scale run %s\n\nhost: %s; load average before: %s\n\n", now.Format(time.RFC3339), hostInfo(), benchutil.LoadAvg())
 	df("before")
 
-	emptyV1 := mustDB(ctx, *admin, *dbName+"_empty_v1", 1)
-	emptyV2 := mustDB(ctx, *admin, *dbName+"_empty_v2", migrations.Latest())
-	defer dropDB(ctx, *admin, *dbName+"_empty_v1")
-	defer dropDB(ctx, *admin, *dbName+"_empty_v2")
+	emptyV1 := benchutil.FreshDB(ctx, *admin, *dbName+"_empty_v1", 1)
+	emptyV2 := benchutil.FreshDB(ctx, *admin, *dbName+"_empty_v2", migrations.Latest())
+	defer benchutil.DropDB(ctx, *admin, *dbName+"_empty_v1")
+	defer benchutil.DropDB(ctx, *admin, *dbName+"_empty_v2")
 	defer emptyV1.Close()
 	defer emptyV2.Close()
 
 	var full *pgxpool.Pool
 	if *reuse {
-		full = connect(ctx, withDB(*admin, *dbName))
+		full = benchutil.Connect(ctx, benchutil.WithDB(*admin, *dbName))
 	} else {
-		full = mustDB(ctx, *admin, *dbName, migrations.Latest())
+		full = benchutil.FreshDB(ctx, *admin, *dbName, migrations.Latest())
 		log.Printf("filling %s: %d rows from %s to %s", *dbName, w.Rows, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
 		fillStart := time.Now()
 		err := scale.Fill(ctx, full, migrations.DefaultTable, w, 0, w.Rows, true, func(done int64, el time.Duration) {
@@ -109,7 +108,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %v |\n", l.Name, t.Rows, ms(t.Median), ms(t.P95), ms(t.Max), t.UsesIndex)
+		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %v |\n", l.Name, t.Rows, benchutil.MS(t.Median), benchutil.MS(t.P95), benchutil.MS(t.Max), t.UsesIndex)
 		fmt.Fprintf(planOut, "-- %s\n%s\n%s\n\n", l.Name, l.SQL, t.Plan)
 	}
 	fmt.Fprintln(out)
@@ -131,9 +130,9 @@ func main() {
 		}
 	}
 	fmt.Fprintf(out, "## Export (batches of 1,024 records, %d rounds of %d batches, median; rounds interleaved)\n\n| table | rows/s | vs empty v2 | rounds |\n| --- | ---: | ---: | --- |\n", *rounds, *batches)
-	base := median(rates[names[1]])
+	base := benchutil.Median(rates[names[1]])
 	for _, n := range names {
-		fmt.Fprintf(out, "| %s | %.1fk | %.2f× | %s |\n", n, median(rates[n])/1000, median(rates[n])/base, kList(rates[n]))
+		fmt.Fprintf(out, "| %s | %.1fk | %.2f× | %s |\n", n, benchutil.Median(rates[n])/1000, benchutil.Median(rates[n])/base, benchutil.KList(rates[n]))
 	}
 	fmt.Fprintln(out)
 
@@ -168,117 +167,21 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Fprintf(out, "## Retention and size\n\n")
-	fmt.Fprintf(out, "- removing the oldest day (%s, %d rows) with migrations.DropPartitions: **%s** (%d partition(s))\n", oldest.Name, dayRows, ms(dropTime), len(dropped))
+	fmt.Fprintf(out, "- removing the oldest day (%s, %d rows) with migrations.DropPartitions: **%s** (%d partition(s))\n", oldest.Name, dayRows, benchutil.MS(dropTime), len(dropped))
 	for _, s := range []struct {
 		name string
 		s    scale.Size
 	}{{"before the drop", before}, {"after the drop", after}} {
 		fmt.Fprintf(out, "- %s: %d rows in %d partitions; heap %s + indexes %s = %s, **%.0f bytes a row** (heap %.0f, indexes %.0f)\n",
-			s.name, s.s.Rows, s.s.Partitions, mib(s.s.Heap), mib(s.s.Index), mib(s.s.Total), s.s.BytesPerRow(),
+			s.name, s.s.Rows, s.s.Partitions, benchutil.MiB(s.s.Heap), benchutil.MiB(s.s.Index), benchutil.MiB(s.s.Total), s.s.BytesPerRow(),
 			float64(s.s.Heap)/float64(s.s.Rows), float64(s.s.Index)/float64(s.s.Rows))
 	}
 	if *v1Days > 0 {
 		v1Compare(ctx, out, *admin, *dbName+"_v1", *perDay, *v1Days, now)
 	}
-	fmt.Fprintf(out, "\nload average after: %s\n", loadavg())
+	fmt.Fprintf(out, "\nload average after: %s\n", benchutil.LoadAvg())
 	df("after")
-	log.Printf("database %s left in place: %s", *dbName, redact(withDB(*admin, *dbName)))
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func withDB(raw, name string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		log.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "?"
-	}
-	return u.Redacted()
-}
-
-func connect(ctx context.Context, u string) *pgxpool.Pool {
-	pc, err := pgxpool.ParseConfig(u)
-	if err != nil {
-		log.Fatal(err)
-	}
-	pc.MaxConns = 4
-	p, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		log.Fatal(err)
-	}
-	return p
-}
-
-// mustDB drops and creates database name, migrates it to version and
-// returns a small pool on it.
-func mustDB(ctx context.Context, admin, name string, version uint) *pgxpool.Pool {
-	dropDB(ctx, admin, name)
-	c, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
-		log.Fatal(err)
-	}
-	u := withDB(admin, name)
-	if err := migrations.Migrate(ctx, u, version); err != nil {
-		log.Fatal(err)
-	}
-	return connect(ctx, u)
-}
-
-func dropDB(ctx context.Context, admin, name string) {
-	c, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`); err != nil {
-		log.Fatal(err)
-	}
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
-}
-
-func kList(v []float64) string {
-	var b []string
-	for _, x := range v {
-		b = append(b, fmt.Sprintf("%.1fk", x/1000))
-	}
-	return strings.Join(b, " ")
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
-
-func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
+	log.Printf("database %s left in place: %s", *dbName, benchutil.Redact(benchutil.WithDB(*admin, *dbName)))
 }
 
 func hostInfo() string {
@@ -300,8 +203,8 @@ func df(when string) {
 func v1Compare(ctx context.Context, out io.Writer, admin, name string, perDay int64, days int, now time.Time) {
 	start := now.Truncate(24 * time.Hour).Add(-time.Duration(days) * 24 * time.Hour)
 	w := scale.NewWorkload(perDay, start, now)
-	pool := mustDB(ctx, admin, name, 1)
-	defer dropDB(ctx, admin, name)
+	pool := benchutil.FreshDB(ctx, admin, name, 1)
+	defer benchutil.DropDB(ctx, admin, name)
 	defer pool.Close()
 	log.Printf("v1 comparison: %d rows", w.Rows)
 	if err := scale.Fill(ctx, pool, migrations.DefaultTable, w, 0, w.Rows, false, nil); err != nil {
@@ -321,7 +224,7 @@ func v1Compare(ctx context.Context, out io.Writer, admin, name string, perDay in
 	}
 	del := time.Since(delStart)
 	fmt.Fprintf(out, "- the same workload in the v1 schema (%d days, %d rows): heap %s + indexes %s, **%.0f bytes a row** (heap %.0f, indexes %.0f); DELETE of its oldest day (%d rows) %s, leaving the space to VACUUM\n",
-		days, rows, mib(heap), mib(idx), float64(heap+idx)/float64(rows), float64(heap)/float64(rows), float64(idx)/float64(rows), tag.RowsAffected(), ms(del))
+		days, rows, benchutil.MiB(heap), benchutil.MiB(idx), float64(heap+idx)/float64(rows), float64(heap)/float64(rows), float64(idx)/float64(rows), tag.RowsAffected(), benchutil.MS(del))
 }
 
 // redropDay refills the first two days of an existing workload (their
@@ -333,11 +236,11 @@ func redropDay(ctx context.Context, admin, name string, perDay int64, startS, en
 	if err1 != nil || err2 != nil {
 		log.Fatalf("-redrop %q -end %q: want RFC 3339 times", startS, endS)
 	}
-	u := withDB(admin, name)
+	u := benchutil.WithDB(admin, name)
 	if err := migrations.Up(ctx, u); err != nil {
 		log.Fatal(err)
 	}
-	pool := connect(ctx, u)
+	pool := benchutil.Connect(ctx, u)
 	defer pool.Close()
 	w := scale.NewWorkload(perDay, start, end)
 	day := w.PerDay()
@@ -369,7 +272,7 @@ func redropDay(ctx context.Context, admin, name string, perDay int64, startS, en
 		log.Fatal(err)
 	}
 	fmt.Printf("- removing the oldest day (%s, %d rows) with migrations.DropPartitions, schema v%d: **%s** in all (%d partition(s)); load average %s\n",
-		oldest.Name, rows, migrations.Latest(), ms(time.Since(t0)), len(dropped), loadavg())
+		oldest.Name, rows, migrations.Latest(), benchutil.MS(time.Since(t0)), len(dropped), benchutil.LoadAvg())
 	size, err := scale.Measure(ctx, pool, migrations.DefaultTable)
 	if err != nil {
 		log.Fatal(err)

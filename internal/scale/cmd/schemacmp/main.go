@@ -19,11 +19,9 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net/url"
 	"os"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -31,11 +29,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sentinel-gateway/otelaudit/internal/scale"
+	"github.com/sentinel-gateway/otelaudit/internal/scale/cmd/internal/benchutil"
 	"github.com/sentinel-gateway/otelaudit/migrations"
 )
 
 func main() {
-	admin := flag.String("admin", envOr("OTELAUDIT_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "administrative connection URL of the server")
+	admin := flag.String("admin", benchutil.EnvOr("OTELAUDIT_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "administrative connection URL of the server")
 	dbName := flag.String("db", "otelaudit_schemacmp", "database to fill (dropped and created again; dropped at the end unless -keep)")
 	keep := flag.Bool("keep", false, "leave the filled database in place")
 	perDay := flag.Int64("per-day", 666_667, "calls per day")
@@ -63,10 +62,10 @@ func main() {
 		if err1 != nil || err2 != nil {
 			log.Fatalf("-reuse needs -start and -end (RFC 3339): %v %v", err1, err2)
 		}
-		reuseRun(ctx, out, withDB(*admin, *reuse), scale.NewWorkload(*perDay, start, end), *runs, *plans)
+		reuseRun(ctx, out, benchutil.WithDB(*admin, *reuse), scale.NewWorkload(*perDay, start, end), *runs, *plans)
 		return
 	}
-	fmt.Fprintf(out, "# schemacmp %s: v%d vs v%d, %d rows over %.1f days; load average before: %s\n\n", now.Format(time.RFC3339), prev, latest, w.Rows, *days, loadavg())
+	fmt.Fprintf(out, "# schemacmp %s: v%d vs v%d, %d rows over %.1f days; load average before: %s\n\n", now.Format(time.RFC3339), prev, latest, w.Rows, *days, benchutil.LoadAvg())
 
 	var planOut io.Writer = io.Discard
 	if *plans != "" {
@@ -85,9 +84,9 @@ func main() {
 	dbs := []string{*dbName + "_prev", *dbName + "_latest"}
 	pools := make([]*pgxpool.Pool, 2)
 	for i, v := range []uint{prev, latest} {
-		pools[i] = mustDB(ctx, *admin, dbs[i], v)
+		pools[i] = benchutil.FreshDB(ctx, *admin, dbs[i], v)
 		if !*keep {
-			defer dropDB(ctx, *admin, dbs[i])
+			defer benchutil.DropDB(ctx, *admin, dbs[i])
 		}
 		defer pools[i].Close()
 		log.Printf("filling %s (v%d): %d rows", dbs[i], v, w.Rows)
@@ -128,7 +127,7 @@ func main() {
 		if a.Rows != b.Rows {
 			log.Fatalf("%s: %d rows on v%d, %d on v%d", a.Name, a.Rows, prev, b.Rows, latest)
 		}
-		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", a.Name, b.Rows, ms(a.Median), ms(a.P95), indexes(a.Plan), ms(b.Median), ms(b.P95), indexes(b.Plan))
+		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", a.Name, b.Rows, benchutil.MS(a.Median), benchutil.MS(a.P95), indexes(a.Plan), benchutil.MS(b.Median), benchutil.MS(b.P95), indexes(b.Plan))
 	}
 
 	sizes := make([]scale.Size, 2)
@@ -143,7 +142,7 @@ func main() {
 	// are then built in bulk, denser than the INSERT-filled ones above).
 	log.Printf("migrating %s to v%d", dbs[0], latest)
 	t0 := time.Now()
-	if err := migrations.Migrate(ctx, withDB(*admin, dbs[0]), latest); err != nil {
+	if err := migrations.Migrate(ctx, benchutil.WithDB(*admin, dbs[0]), latest); err != nil {
 		log.Fatal(err)
 	}
 	upgrade := time.Since(t0)
@@ -154,20 +153,20 @@ func main() {
 	fmt.Fprintf(out, "\n## Size (%d rows, %d partitions; filled by INSERT with the indexes in place)\n\n| | heap | indexes | bytes a row (heap + indexes) |\n| --- | ---: | ---: | ---: |\n", sizes[1].Rows, sizes[1].Partitions)
 	for i, v := range []uint{prev, latest} {
 		s := sizes[i]
-		fmt.Fprintf(out, "| v%d | %s | %s | **%.0f** (%.0f + %.0f) |\n", v, mib(s.Heap), mib(s.Index), s.BytesPerRow(),
+		fmt.Fprintf(out, "| v%d | %s | %s | **%.0f** (%.0f + %.0f) |\n", v, benchutil.MiB(s.Heap), benchutil.MiB(s.Index), s.BytesPerRow(),
 			float64(s.Heap)/float64(s.Rows), float64(s.Index)/float64(s.Rows))
 	}
-	fmt.Fprintf(out, "| v%d migrated to v%d (new indexes built in bulk) | %s | %s | %.0f (%.0f + %.0f) |\n", prev, latest, mib(upSize.Heap), mib(upSize.Index), upSize.BytesPerRow(),
+	fmt.Fprintf(out, "| v%d migrated to v%d (new indexes built in bulk) | %s | %s | %.0f (%.0f + %.0f) |\n", prev, latest, benchutil.MiB(upSize.Heap), benchutil.MiB(upSize.Index), upSize.BytesPerRow(),
 		float64(upSize.Heap)/float64(upSize.Rows), float64(upSize.Index)/float64(upSize.Rows))
 	fmt.Fprintf(out, "\nv%d indexes: %s\n\nv%d indexes: %s\n\n", prev, strings.Join(idx[0], ", "), latest, strings.Join(idx[1], ", "))
 	fmt.Fprintf(out, "migration v%d -> v%d in place on %d rows: %v (one transaction; writers wait on the table's lock meanwhile)\n\n", prev, latest, upSize.Rows, upgrade.Round(time.Millisecond))
 
 	// Export into empty tables, rounds interleaved so load drift hits both.
 	log.Printf("export rounds")
-	e4 := mustDB(ctx, *admin, *dbName+"_empty_prev", prev)
-	e5 := mustDB(ctx, *admin, *dbName+"_empty_latest", latest)
-	defer dropDB(ctx, *admin, *dbName+"_empty_prev")
-	defer dropDB(ctx, *admin, *dbName+"_empty_latest")
+	e4 := benchutil.FreshDB(ctx, *admin, *dbName+"_empty_prev", prev)
+	e5 := benchutil.FreshDB(ctx, *admin, *dbName+"_empty_latest", latest)
+	defer benchutil.DropDB(ctx, *admin, *dbName+"_empty_prev")
+	defer benchutil.DropDB(ctx, *admin, *dbName+"_empty_latest")
 	defer e4.Close()
 	defer e5.Close()
 	rates := [2][]float64{}
@@ -186,9 +185,9 @@ func main() {
 	}
 	fmt.Fprintf(out, "## Export into an empty table (batches of 1,024, %d rounds of %d batches interleaved, order alternating; median)\n\n| schema | rows/s | vs v%d | rounds |\n| --- | ---: | ---: | --- |\n", *rounds, *batches, prev)
 	for i, v := range []uint{prev, latest} {
-		fmt.Fprintf(out, "| v%d | %.1fk | %.2f× | %s |\n", v, median(rates[i])/1000, median(rates[i])/median(rates[0]), kList(rates[i]))
+		fmt.Fprintf(out, "| v%d | %.1fk | %.2f× | %s |\n", v, benchutil.Median(rates[i])/1000, benchutil.Median(rates[i])/benchutil.Median(rates[0]), benchutil.KList(rates[i]))
 	}
-	fmt.Fprintf(out, "\nload average after: %s\n", loadavg())
+	fmt.Fprintf(out, "\nload average after: %s\n", benchutil.LoadAvg())
 }
 
 // indexSizes lists each index of audit_log with its size over all
@@ -232,7 +231,7 @@ func reuseRun(ctx context.Context, out io.Writer, u string, w scale.Workload, ru
 	if v, dirty, err := migrations.Version(ctx, u); err != nil || dirty || v != prev {
 		log.Fatalf("-reuse: database at version %d (dirty %v, %v), want %d", v, dirty, err, prev)
 	}
-	pool := connect(ctx, u)
+	pool := benchutil.Connect(ctx, u)
 	defer pool.Close()
 	var planOut io.Writer = io.Discard
 	if plans != "" {
@@ -265,7 +264,7 @@ func reuseRun(ctx context.Context, out io.Writer, u string, w scale.Workload, ru
 		}
 		return ts, size, indexSizes(ctx, pool, size.Rows)
 	}
-	fmt.Fprintf(out, "# schemacmp -reuse %s: v%d, then migrated in place to v%d; load average before: %s\n\n", time.Now().UTC().Format(time.RFC3339), prev, latest, loadavg())
+	fmt.Fprintf(out, "# schemacmp -reuse %s: v%d, then migrated in place to v%d; load average before: %s\n\n", time.Now().UTC().Format(time.RFC3339), prev, latest, benchutil.LoadAvg())
 	before, sizeBefore, idxBefore := measure(prev)
 	log.Printf("migrating to v%d", latest)
 	t0 := time.Now()
@@ -279,17 +278,17 @@ func reuseRun(ctx context.Context, out io.Writer, u string, w scale.Workload, ru
 		runs, prev, prev, prev, latest, latest, latest)
 	for i := range lookups {
 		a, b := before[i], after[i]
-		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", a.Name, b.Rows, ms(a.Median), ms(a.P95), indexes(a.Plan), ms(b.Median), ms(b.P95), indexes(b.Plan))
+		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", a.Name, b.Rows, benchutil.MS(a.Median), benchutil.MS(a.P95), indexes(a.Plan), benchutil.MS(b.Median), benchutil.MS(b.P95), indexes(b.Plan))
 	}
 	fmt.Fprintf(out, "\n## Size (%d rows, %d partitions)\n\n| | heap | indexes | bytes a row (heap + indexes) |\n| --- | ---: | ---: | ---: |\n", sizeAfter.Rows, sizeAfter.Partitions)
 	for _, x := range []struct {
 		v uint
 		s scale.Size
 	}{{prev, sizeBefore}, {latest, sizeAfter}} {
-		fmt.Fprintf(out, "| v%d | %s | %s | **%.0f** (%.0f + %.0f) |\n", x.v, mib(x.s.Heap), mib(x.s.Index), x.s.BytesPerRow(),
+		fmt.Fprintf(out, "| v%d | %s | %s | **%.0f** (%.0f + %.0f) |\n", x.v, benchutil.MiB(x.s.Heap), benchutil.MiB(x.s.Index), x.s.BytesPerRow(),
 			float64(x.s.Heap)/float64(x.s.Rows), float64(x.s.Index)/float64(x.s.Rows))
 	}
-	fmt.Fprintf(out, "\nv%d indexes: %s\n\nv%d indexes: %s\n\nload average after: %s\n", prev, strings.Join(idxBefore, ", "), latest, strings.Join(idxAfter, ", "), loadavg())
+	fmt.Fprintf(out, "\nv%d indexes: %s\n\nv%d indexes: %s\n\nload average after: %s\n", prev, strings.Join(idxBefore, ", "), latest, strings.Join(idxAfter, ", "), benchutil.LoadAvg())
 }
 
 var scanRE = regexp.MustCompile(`(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\S+)`)
@@ -319,90 +318,4 @@ func vacuum(ctx context.Context, p *pgxpool.Pool) {
 		log.Fatal(err)
 	}
 	log.Printf("VACUUM ANALYZE %v", time.Since(t0).Round(time.Second))
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func withDB(raw, name string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		log.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-func connect(ctx context.Context, u string) *pgxpool.Pool {
-	pc, err := pgxpool.ParseConfig(u)
-	if err != nil {
-		log.Fatal(err)
-	}
-	pc.MaxConns = 4
-	p, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		log.Fatal(err)
-	}
-	return p
-}
-
-func mustDB(ctx context.Context, admin, name string, version uint) *pgxpool.Pool {
-	dropDB(ctx, admin, name)
-	c, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
-		log.Fatal(err)
-	}
-	u := withDB(admin, name)
-	if err := migrations.Migrate(ctx, u, version); err != nil {
-		log.Fatal(err)
-	}
-	return connect(ctx, u)
-}
-
-func dropDB(ctx context.Context, admin, name string) {
-	c, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`); err != nil {
-		log.Fatal(err)
-	}
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
-}
-
-func kList(v []float64) string {
-	var b []string
-	for _, x := range v {
-		b = append(b, fmt.Sprintf("%.1fk", x/1000))
-	}
-	return strings.Join(b, " ")
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
-
-func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
