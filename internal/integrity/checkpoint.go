@@ -227,7 +227,16 @@ func ParseSigningKey(data []byte) (ed25519.PrivateKey, error) {
 }
 
 // LoadSigningKey reads an Ed25519 private key file (see [ParseSigningKey]).
+// Like ssh, it refuses a file that group or others may read or write: whoever
+// holds the key and write access to the database can forge checkpoints.
 func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("integrity: read signing key: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("integrity: signing key %s has mode %04o: group and others must have no access (chmod 600 %s; in Kubernetes, defaultMode: 0400)", path, perm, path)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("integrity: read signing key: %w", err)
