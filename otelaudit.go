@@ -152,7 +152,10 @@ const (
 	// JSON.
 	MarkerSizeKey = "otelaudit.size"
 	// MarkerSHA256Key holds the hex SHA-256 of the original arguments as
-	// JSON.
+	// JSON when redaction read them in full and found no secret in them.
+	// Otherwise (a plain hash would let a reader confirm a guessed secret)
+	// the instrumentation gives the HMAC-SHA256 under its HMAC key
+	// ("hmac-sha256:<hex>"), or leaves the key out.
 	MarkerSHA256Key = "otelaudit.sha256"
 )
 

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -47,7 +48,7 @@ func (a *Auditor) argsValue(args any, found *[]string) (v attribute.Value, ok bo
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			v, ok = invalidMarker(fmt.Sprintf("panic while converting %T: %v", args, p), nil), true
+			v, ok = invalidMarker(fmt.Sprintf("panic while converting %T: %v", args, p)), true
 		}
 	}()
 	w := argsWalker{r: a.redactor, limit: a.maxArgsBytes, found: found}
@@ -60,7 +61,7 @@ func (a *Auditor) argsValue(args any, found *[]string) (v attribute.Value, ok bo
 		if v, ok = w.value(x, 0); !ok {
 			b, err := safeMarshal(x)
 			if err != nil {
-				return invalidMarker(fmt.Sprintf("cannot marshal %T: %v", x, err), nil), true
+				return invalidMarker(fmt.Sprintf("cannot marshal %T: %v", x, err)), true
 			}
 			return w.raw(b), true
 		}
@@ -69,10 +70,10 @@ func (a *Auditor) argsValue(args any, found *[]string) (v attribute.Value, ok bo
 		// The estimate says too large: measure exactly.
 		b, err := safeMarshal(args)
 		if err != nil {
-			return invalidMarker(fmt.Sprintf("cannot marshal %T: %v", args, err), nil), true
+			return invalidMarker(fmt.Sprintf("cannot marshal %T: %v", args, err)), true
 		}
 		if len(b) > w.limit {
-			return truncatedMarker(b), true
+			return w.truncatedMarker(b, len(w.probe(args)) == 0), true
 		}
 	}
 	return v, true
@@ -81,46 +82,101 @@ func (a *Auditor) argsValue(args any, found *[]string) (v attribute.Value, ok bo
 // raw converts arguments given as JSON.
 func (w *argsWalker) raw(b []byte) attribute.Value {
 	if len(b) > w.limit {
-		return truncatedMarker(b)
+		// Not stored, but read all the same: its secrets must leave the
+		// error text too, and decide what the marker may say of it.
+		x, err := decodeJSON(b)
+		if err != nil {
+			return w.truncatedMarker(b, false)
+		}
+		secrets := w.probe(x)
+		if w.found != nil {
+			*w.found = append(*w.found, secrets...)
+		}
+		return w.truncatedMarker(b, len(secrets) == 0)
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var x any
-	if err := d.Decode(&x); err != nil {
-		return invalidMarker("invalid JSON: "+err.Error(), b)
-	}
-	if d.More() {
-		return invalidMarker("invalid JSON: data after the value", b)
+	x, err := decodeJSON(b)
+	if err != nil {
+		return w.unreadableMarker("invalid JSON: "+err.Error(), b)
 	}
 	v, ok := w.value(x, 0)
 	if !ok {
-		return invalidMarker("invalid JSON", b)
+		return w.unreadableMarker("invalid JSON", b)
 	}
 	return v
 }
 
-// truncatedMarker replaces arguments whose JSON b is over the limit.
-func truncatedMarker(b []byte) attribute.Value {
-	sum := sha256.Sum256(b)
-	return attribute.MapValue(
-		attribute.Bool(otelaudit.MarkerTruncatedKey, true),
-		attribute.Int(otelaudit.MarkerSizeKey, len(b)),
-		attribute.String(otelaudit.MarkerSHA256Key, hex.EncodeToString(sum[:])),
-	)
+// decodeJSON decodes the single JSON value b, numbers as json.Number.
+func decodeJSON(b []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var x any
+	if err := d.Decode(&x); err != nil {
+		return nil, err
+	}
+	if d.More() {
+		return nil, errors.New("data after the value")
+	}
+	return x, nil
 }
 
-// invalidMarker replaces arguments that cannot be recorded. b, when not nil,
-// is the original JSON: only its size and hash are kept.
-func invalidMarker(reason string, b []byte) attribute.Value {
-	if b == nil {
-		return attribute.MapValue(attribute.String(otelaudit.MarkerInvalidKey, reason))
+// probe walks x as redaction walks stored arguments, with no size limit,
+// and returns the secret values it would remove.
+func (w *argsWalker) probe(x any) []string {
+	found := []string{}
+	p := argsWalker{r: w.r, limit: math.MaxInt, found: &found}
+	if _, ok := p.value(x, 0); !ok {
+		p.marshalled(x, 0)
 	}
-	sum := sha256.Sum256(b)
-	return attribute.MapValue(
+	return found
+}
+
+// truncatedMarker replaces arguments whose JSON b is over the limit. clean
+// reports that redaction read all of b and found no secret in it.
+func (w *argsWalker) truncatedMarker(b []byte, clean bool) attribute.Value {
+	kv := []attribute.KeyValue{
+		attribute.Bool(otelaudit.MarkerTruncatedKey, true),
+		attribute.Int(otelaudit.MarkerSizeKey, len(b)),
+	}
+	if d, ok := w.markerDigest(b, clean); ok {
+		kv = append(kv, attribute.String(otelaudit.MarkerSHA256Key, d))
+	}
+	return attribute.MapValue(kv...)
+}
+
+// unreadableMarker replaces arguments b that are not valid JSON: redaction
+// cannot read them, so the marker keeps their size and only a keyed digest.
+func (w *argsWalker) unreadableMarker(reason string, b []byte) attribute.Value {
+	kv := []attribute.KeyValue{
 		attribute.String(otelaudit.MarkerInvalidKey, reason),
 		attribute.Int(otelaudit.MarkerSizeKey, len(b)),
-		attribute.String(otelaudit.MarkerSHA256Key, hex.EncodeToString(sum[:])),
-	)
+	}
+	if d, ok := w.markerDigest(b, false); ok {
+		kv = append(kv, attribute.String(otelaudit.MarkerSHA256Key, d))
+	}
+	return attribute.MapValue(kv...)
+}
+
+// markerDigest returns what a marker says of the arguments JSON b it
+// replaces. A plain SHA-256 lets whoever reads the row confirm a guess of
+// the whole document, and with it of a short secret inside, so it is given
+// only for arguments that are clean (read in full, no secret found). Other
+// arguments get the HMAC-SHA256 under the [WithHMACKey] key
+// ("hmac-sha256:<hex>"), or no digest when there is no key.
+func (w *argsWalker) markerDigest(b []byte, clean bool) (string, bool) {
+	if clean {
+		sum := sha256.Sum256(b)
+		return hex.EncodeToString(sum[:]), true
+	}
+	if w.r.hmacs == nil {
+		return "", false
+	}
+	return w.r.redactString(string(b)), true
+}
+
+// invalidMarker replaces arguments that cannot be converted at all (a type
+// that cannot be marshalled, a panic): only the reason is kept.
+func invalidMarker(reason string) attribute.Value {
+	return attribute.MapValue(attribute.String(otelaudit.MarkerInvalidKey, reason))
 }
 
 // keep records the secret value v that redaction removes, for the error
@@ -328,13 +384,13 @@ func (w *argsWalker) strings(v []string, depth int) attribute.Value {
 func (w *argsWalker) marshalled(x any, depth int) attribute.Value {
 	b, err := safeMarshal(x)
 	if err != nil {
-		return invalidMarker(fmt.Sprintf("cannot marshal %T: %v", x, err), nil)
+		return invalidMarker(fmt.Sprintf("cannot marshal %T: %v", x, err))
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	var y any
 	if err := d.Decode(&y); err != nil {
-		return invalidMarker("invalid JSON: "+err.Error(), b)
+		return w.unreadableMarker("invalid JSON: "+err.Error(), b)
 	}
 	v, _ := w.value(y, depth)
 	return v

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -195,7 +196,7 @@ func TestHMAC(t *testing.T) {
 
 func TestTruncation(t *testing.T) {
 	big := strings.Repeat("x", 200)
-	args := map[string]any{"data": big, "password": "p"}
+	args := map[string]any{"data": big, "note": "p"}
 	orig, _ := json.Marshal(args)
 	sum := sha256.Sum256(orig)
 	got := recordedArgs(t, args, WithMaxArgsBytes(100)).(map[string]any)
@@ -221,6 +222,84 @@ func TestTruncation(t *testing.T) {
 	huge := map[string]any{"data": strings.Repeat("<", otelaudit.DefaultMaxArgsBytes/6)}
 	if got := recordedArgs(t, huge).(map[string]any); got[otelaudit.MarkerTruncatedKey] != true {
 		t.Errorf("arguments of %d bytes as JSON were not truncated", len(mustJSON(t, huge)))
+	}
+}
+
+// TestMarkerDigestConfirmsNoSecret: the digest of a marker would let whoever
+// reads the row confirm a guessed secret (here a 4-digit PIN beside known
+// data: 10,000 tries), so arguments in which redaction found a secret, or
+// which it cannot read, get no plain SHA-256: the HMAC under WithHMACKey's
+// key, or no digest.
+func TestMarkerDigestConfirmsNoSecret(t *testing.T) {
+	key := []byte("marker-test-key")
+	keyed := func(b []byte) string {
+		m := hmac.New(sha256.New, key)
+		m.Write(b)
+		return HMACPrefix + hex.EncodeToString(m.Sum(nil))
+	}
+	big := strings.Repeat("x", 200)
+	withSecret := map[string]any{"data": big, "pin": "4711"}
+	withSecretJSON := mustJSON(t, withSecret)
+	rawSecret := json.RawMessage(`{"data":"` + big + `","headers":[["Authorization","Bearer abc"]]}`)
+	patterned := json.RawMessage(`{"data":"` + big + `","note":"ghp_0123456789abcdefghijABCDEFGHIJ012345"}`)
+	invalid := json.RawMessage(`{"pin":"4711"`)
+	bigInvalid := json.RawMessage(`{"pin":"4711","data":"` + big + `"`)
+	plain := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+	tests := []struct {
+		name    string
+		args    any
+		orig    []byte
+		marker  string
+		keyless bool // the digest is absent without a key (else plain SHA-256 of orig)
+	}{
+		{"map with a secret key", withSecret, withSecretJSON, otelaudit.MarkerTruncatedKey, true},
+		{"raw with a header list", rawSecret, rawSecret, otelaudit.MarkerTruncatedKey, true},
+		{"raw with a token under an innocent key", patterned, patterned, otelaudit.MarkerTruncatedKey, true},
+		{"invalid JSON", invalid, invalid, otelaudit.MarkerInvalidKey, true},
+		{"oversized invalid JSON", bigInvalid, bigInvalid, otelaudit.MarkerTruncatedKey, true},
+		{"clean raw", json.RawMessage(`{"data":"` + big + `"}`), []byte(`{"data":"` + big + `"}`), otelaudit.MarkerTruncatedKey, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := recordedArgs(t, tt.args, WithMaxArgsBytes(100)).(map[string]any)
+			if got[tt.marker] == nil || got[otelaudit.MarkerSizeKey] != float64(len(tt.orig)) {
+				t.Fatalf("marker %v: want %s and size %d", got, tt.marker, len(tt.orig))
+			}
+			d, has := got[otelaudit.MarkerSHA256Key]
+			switch {
+			case tt.keyless && has:
+				t.Errorf("digest %v given without a key for arguments holding a secret", d)
+			case !tt.keyless && d != plain(tt.orig):
+				t.Errorf("digest %v, want the SHA-256 of the clean arguments", d)
+			}
+			got = recordedArgs(t, tt.args, WithMaxArgsBytes(100), WithHMACKey(key)).(map[string]any)
+			want := keyed(tt.orig)
+			if !tt.keyless {
+				want = plain(tt.orig)
+			}
+			if got[otelaudit.MarkerSHA256Key] != want {
+				t.Errorf("with a key: digest %v, want %s", got[otelaudit.MarkerSHA256Key], want)
+			}
+		})
+	}
+}
+
+// TestOversizedArgumentsSecretsLeaveTheErrorText: arguments over the limit
+// are not stored, but their secrets are still removed from the error text.
+func TestOversizedArgumentsSecretsLeaveTheErrorText(t *testing.T) {
+	big := strings.Repeat("x", 200)
+	for _, args := range []any{
+		json.RawMessage(`{"data":"` + big + `","password":"Tr0ub4dor-and-3"}`),
+		map[string]any{"data": big, "password": "Tr0ub4dor-and-3"},
+	} {
+		f := newFixture(t, WithMaxArgsBytes(100))
+		f.a.Record(context.Background(), Call{Tool: "t", Args: args,
+			Err: errors.New("login refused for password Tr0ub4dor-and-3")})
+		_, attrs := f.only(t)
+		if msg := attrs[otelaudit.ErrorMessageKey].AsString(); strings.Contains(msg, "Tr0ub4dor") || !strings.Contains(msg, "login refused") {
+			t.Errorf("%T: error text %q", args, msg)
+		}
 	}
 }
 
