@@ -386,7 +386,7 @@ func (v *viewer) summary(ctx context.Context, q url.Values) (any, error) {
 	// Align the buckets to the step so that a live refresh keeps them still.
 	f.Since = f.Since.Truncate(step)
 
-	sum, err := v.summaries.summarize(ctx, v.pool, v.table, summaryKey(q, step), f, end, step, v.now())
+	sum, err := v.summaries.summarize(ctx, v.pool, v.table, summaryKey(q, step), f, step, v.now())
 	if err != nil {
 		return nil, err
 	}
@@ -407,50 +407,42 @@ func summaryKey(q url.Values, step time.Duration) string {
 	return k.Encode() + "|" + step.String()
 }
 
-// Closed buckets (older than bucketSettle, well past the exporter's batch
-// delay) are kept for bucketTTL and then read again, which picks up rows that
-// arrived very late; at most summaryKeys filter sets are kept.
+// A filter set's buckets are read once from the window and then kept up to
+// date from what commits: new rows, late commits and replays of old
+// records, each counted into its bucket by id (see auditquery.Follower).
+// After summaryTTL they are read again from the window, which also counts
+// the rows of transactions that were still open when the buckets were read
+// and committed later with a lower id. At most summaryKeys filter sets are
+// kept.
 const (
-	bucketSettle = 2 * time.Minute
-	bucketTTL    = 5 * time.Minute
-	summaryKeys  = 32
+	summaryTTL  = 5 * time.Minute
+	summaryKeys = 32
 )
 
-// summaryCache keeps the counts of closed time buckets per filter set, so a
-// live view reads only its newest minutes again on every refresh, not the
-// whole window.
+// summaryCache keeps the per-bucket counts of each filter set's window, so a
+// live view reads only what was committed since its last refresh, not the
+// window again.
 type summaryCache struct {
 	mu      sync.Mutex
 	entries map[string]*cachedSummary
 }
 
 type cachedSummary struct {
-	buckets map[time.Time]cachedBucket
-	used    time.Time
-	maxID   int64 // the table's highest id when the buckets were read
-	primed  bool  // maxID was set
+	used time.Time // guarded by summaryCache.mu
+
+	mu       sync.Mutex // held while the entry is read or brought up to date
+	buckets  map[time.Time]*auditquery.BucketCounts
+	since    time.Time // the window start the buckets were read from
+	until    time.Time // and its end; zero: open
+	follower *auditquery.Follower
+	read     time.Time // when the window was read
 }
 
-type cachedBucket struct {
-	counts *auditquery.BucketCounts
-	at     time.Time
-}
-
-var emptyCounts = &auditquery.BucketCounts{}
-
-func (c *summaryCache) summarize(ctx context.Context, db auditquery.DB, table, key string, f auditquery.Filter, end time.Time, step time.Duration, now time.Time) (*auditquery.Summary, error) {
-	closedEnd := end
-	if settled := now.Add(-bucketSettle); settled.Before(closedEnd) {
-		closedEnd = settled
-	}
-	// Rows inserted since the buckets were read (a spool replaying an
-	// outage, a batch that committed late) invalidate the buckets from the
-	// earliest of their timestamps on.
-	maxID, err := auditquery.MaxID(ctx, db, table)
-	if err != nil {
-		return nil, err
-	}
+// entry returns the cache entry of key, evicting the least recently used
+// one when the cache is full.
+func (c *summaryCache) entry(key string, now time.Time) *cachedSummary {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.entries == nil {
 		c.entries = map[string]*cachedSummary{}
 	}
@@ -465,61 +457,68 @@ func (c *summaryCache) summarize(ctx context.Context, db auditquery.DB, table, k
 			}
 			delete(c.entries, oldest)
 		}
-		e = &cachedSummary{buckets: map[time.Time]cachedBucket{}}
+		e = &cachedSummary{}
 		c.entries[key] = e
 	}
 	e.used = now
-	prevMax, primed := e.maxID, e.primed
-	c.mu.Unlock()
-	if primed && maxID > prevMax {
-		earliest, ok, err := auditquery.EarliestAfterID(ctx, db, table, prevMax)
+	return e
+}
+
+func (c *summaryCache) summarize(ctx context.Context, db auditquery.DB, table, key string, f auditquery.Filter, step time.Duration, now time.Time) (*auditquery.Summary, error) {
+	e := c.entry(key, now)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+
+	if e.follower == nil || now.Sub(e.read) > summaryTTL || f.Since.Before(e.since) || !f.Until.Equal(e.until) {
+		// Read the window up to the table's highest id, and follow the
+		// ids above it from then on: each row is counted once.
+		start, err := auditquery.MaxID(ctx, db, table)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			c.mu.Lock()
-			for t := range e.buckets {
-				if t.Add(step).After(earliest) {
-					delete(e.buckets, t)
+		read, err := auditquery.SummarizeBucketsUpTo(ctx, db, table, f, step, start)
+		if err != nil {
+			return nil, err
+		}
+		fl, err := auditquery.NewFollower(db, table, f, start)
+		if err != nil {
+			return nil, err
+		}
+		e.buckets, e.since, e.until, e.follower, e.read = read, f.Since, f.Until, fl, now
+	} else {
+		window := f
+		window.Since = e.since
+		for {
+			ids, more, err := e.follower.NextIDs(ctx)
+			if err != nil {
+				e.follower = nil // read the window again next time
+				return nil, err
+			}
+			if len(ids) > 0 {
+				delta, err := auditquery.SummarizeBucketsOf(ctx, db, table, window, step, ids)
+				if err != nil {
+					e.follower = nil
+					return nil, err
+				}
+				for t, counts := range delta {
+					if b := e.buckets[t]; b != nil {
+						b.Add(counts)
+					} else {
+						e.buckets[t] = counts
+					}
 				}
 			}
-			c.mu.Unlock()
+			if !more {
+				break
+			}
 		}
 	}
-	c.mu.Lock()
-	merged := map[time.Time]*auditquery.BucketCounts{}
-	first := f.Since // the first bucket that must be read
-	for ; !first.Add(step).After(closedEnd); first = first.Add(step) {
-		b, ok := e.buckets[first]
-		if !ok || now.Sub(b.at) > bucketTTL {
-			break
+	merged := make(map[time.Time]*auditquery.BucketCounts, len(e.buckets))
+	for t, counts := range e.buckets {
+		if t.Before(f.Since) {
+			delete(e.buckets, t) // the window moved past it
+			continue
 		}
-		merged[first] = b.counts
-	}
-	for t := range e.buckets {
-		if t.Before(f.Since) || now.Sub(e.buckets[t].at) > bucketTTL {
-			delete(e.buckets, t)
-		}
-	}
-	c.mu.Unlock()
-
-	fresh := f
-	fresh.Since = first
-	read, err := auditquery.SummarizeBuckets(ctx, db, table, fresh, step)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	e.maxID, e.primed = max(e.maxID, maxID), true
-	for t := first; !t.Add(step).After(closedEnd); t = t.Add(step) {
-		counts := read[t]
-		if counts == nil {
-			counts = emptyCounts
-		}
-		e.buckets[t] = cachedBucket{counts: counts, at: now}
-	}
-	c.mu.Unlock()
-	for t, counts := range read {
 		merged[t] = counts
 	}
 	return auditquery.Merge(merged, 8), nil

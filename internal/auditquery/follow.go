@@ -69,35 +69,9 @@ func MaxID(ctx context.Context, db DB, table string) (int64, error) {
 // matching row in id order. more reports that the poll hit Batch and
 // another should follow at once.
 func (fl *Follower) Poll(ctx context.Context, fn func(*Row) error) (n int, more bool, err error) {
-	now := fl.now()
-	for id, seen := range fl.pending {
-		if now.Sub(seen) > fl.Settle {
-			delete(fl.pending, id)
-		}
-	}
-	pending := make([]int64, 0, len(fl.pending))
-	for id := range fl.pending {
-		pending = append(pending, id)
-	}
-	ids, err := fl.newIDs(ctx, pending)
-	if err != nil {
+	ids, more, err := fl.NextIDs(ctx)
+	if err != nil || len(ids) == 0 {
 		return 0, false, err
-	}
-	if len(ids) == 0 {
-		return 0, false, nil
-	}
-	more = len(ids) >= fl.Batch
-	for _, id := range ids {
-		if _, ok := fl.pending[id]; ok {
-			delete(fl.pending, id)
-			continue
-		}
-		if id > fl.maxID {
-			for gap := fl.maxID + 1; gap < id && len(fl.pending) < maxPending; gap++ {
-				fl.pending[gap] = now
-			}
-			fl.maxID = id
-		}
 	}
 
 	var b builder
@@ -122,6 +96,42 @@ func (fl *Follower) Poll(ctx context.Context, fn func(*Row) error) (n int, more 
 		return n, more, fmt.Errorf("auditquery: follow: %w", err)
 	}
 	return n, more, nil
+}
+
+// NextIDs returns, in ascending order, the ids of the whole table (not only
+// the rows the filter selects) committed since the last call: new ids and
+// late commits of ids skipped before. Each id is returned once. Poll is
+// NextIDs and a read of the rows among them; a caller that only counts
+// them can use [SummarizeBucketsOf] instead.
+func (fl *Follower) NextIDs(ctx context.Context) (ids []int64, more bool, err error) {
+	now := fl.now()
+	for id, seen := range fl.pending {
+		if now.Sub(seen) > fl.Settle {
+			delete(fl.pending, id)
+		}
+	}
+	pending := make([]int64, 0, len(fl.pending))
+	for id := range fl.pending {
+		pending = append(pending, id)
+	}
+	ids, err = fl.newIDs(ctx, pending)
+	if err != nil || len(ids) == 0 {
+		return nil, false, err
+	}
+	more = len(ids) >= fl.Batch
+	for _, id := range ids {
+		if _, ok := fl.pending[id]; ok {
+			delete(fl.pending, id)
+			continue
+		}
+		if id > fl.maxID {
+			for gap := fl.maxID + 1; gap < id && len(fl.pending) < maxPending; gap++ {
+				fl.pending[gap] = now
+			}
+			fl.maxID = id
+		}
+	}
+	return ids, more, nil
 }
 
 func (fl *Follower) newIDs(ctx context.Context, pending []int64) ([]int64, error) {
@@ -149,28 +159,4 @@ func (fl *Follower) newIDs(ctx context.Context, pending []int64) ([]int64, error
 	}
 	slices.Sort(ids)
 	return ids, nil
-}
-
-// EarliestAfterID returns the earliest "timestamp" among the rows with an id
-// above afterID (what was inserted since afterID was the highest), ok false
-// when there are none. It reads the primary key's id range only.
-func EarliestAfterID(ctx context.Context, db DB, table string, afterID int64) (time.Time, bool, error) {
-	rows, err := db.Query(ctx, `SELECT min("timestamp") FROM `+ident(table)+` WHERE id > $1`, afterID)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("auditquery: earliest new row: %w", err)
-	}
-	defer rows.Close()
-	var t *time.Time
-	if rows.Next() {
-		if err := rows.Scan(&t); err != nil {
-			return time.Time{}, false, fmt.Errorf("auditquery: earliest new row: %w", err)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return time.Time{}, false, fmt.Errorf("auditquery: earliest new row: %w", err)
-	}
-	if t == nil {
-		return time.Time{}, false, nil
-	}
-	return *t, true, nil
 }

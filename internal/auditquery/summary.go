@@ -104,6 +104,47 @@ type BucketCounts struct {
 // SummarizeBuckets is [Summarize] per bucket: one scan of the rows f selects
 // (GROUPING SETS per bucket), buckets of width step counted from f.Since.
 func SummarizeBuckets(ctx context.Context, db DB, table string, f Filter, step time.Duration) (map[time.Time]*BucketCounts, error) {
+	return summarizeBuckets(ctx, db, table, f, step, nil)
+}
+
+// SummarizeBucketsUpTo is [SummarizeBuckets] of the rows with an id of at
+// most maxID: with a [Follower] started at maxID, which reports the rows
+// above it, every row is counted once.
+func SummarizeBucketsUpTo(ctx context.Context, db DB, table string, f Filter, step time.Duration, maxID int64) (map[time.Time]*BucketCounts, error) {
+	return summarizeBuckets(ctx, db, table, f, step, func(b *builder) { b.add(`id <= ` + b.arg(maxID)) })
+}
+
+// SummarizeBucketsOf is [SummarizeBuckets] of the rows among ids (as
+// [Follower.NextIDs] returns them) that f selects.
+func SummarizeBucketsOf(ctx context.Context, db DB, table string, f Filter, step time.Duration, ids []int64) (map[time.Time]*BucketCounts, error) {
+	if len(ids) == 0 {
+		return map[time.Time]*BucketCounts{}, nil
+	}
+	return summarizeBuckets(ctx, db, table, f, step, func(b *builder) { b.add(`id = ANY(` + b.arg(ids) + `::bigint[])`) })
+}
+
+// Add adds the counts of c to b.
+func (b *BucketCounts) Add(c *BucketCounts) {
+	for k, v := range c.Status {
+		b.Status[k] += v
+	}
+	add := func(dst, src map[string][2]int64) {
+		for k, v := range src {
+			d := dst[k]
+			dst[k] = [2]int64{d[0] + v[0], d[1] + v[1]}
+		}
+	}
+	add(b.Tools, c.Tools)
+	add(b.Subjects, c.Subjects)
+	add(b.Errors, c.Errors)
+}
+
+// NewBucketCounts returns empty counts.
+func NewBucketCounts() *BucketCounts {
+	return &BucketCounts{Status: map[string]int64{}, Tools: map[string][2]int64{}, Subjects: map[string][2]int64{}, Errors: map[string][2]int64{}}
+}
+
+func summarizeBuckets(ctx context.Context, db DB, table string, f Filter, step time.Duration, extra func(*builder)) (map[time.Time]*BucketCounts, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
@@ -112,6 +153,9 @@ func SummarizeBuckets(ctx context.Context, db DB, table string, f Filter, step t
 	}
 	var b builder
 	b.filter(&f)
+	if extra != nil {
+		extra(&b)
+	}
 	origin := b.arg(f.Since)
 	width := b.arg(step.Seconds())
 	sql := `SELECT GROUPING(response_status), GROUPING(tool_name), GROUPING(client_subject),
@@ -142,7 +186,7 @@ GROUP BY GROUPING SETS ((bucket, response_status), (bucket, tool_name), (bucket,
 		bucket = bucket.UTC()
 		c := out[bucket]
 		if c == nil {
-			c = &BucketCounts{Status: map[string]int64{}, Tools: map[string][2]int64{}, Subjects: map[string][2]int64{}, Errors: map[string][2]int64{}}
+			c = NewBucketCounts()
 			out[bucket] = c
 		}
 		switch {
@@ -165,21 +209,14 @@ GROUP BY GROUPING SETS ((bucket, response_status), (bucket, tool_name), (bucket,
 // Merge adds buckets up into a [Summary] with the top n of each list.
 func Merge(buckets map[time.Time]*BucketCounts, n int) *Summary {
 	s := &Summary{Timeline: []Bucket{}}
-	tools, subjects, errs := map[string][2]int64{}, map[string][2]int64{}, map[string][2]int64{}
-	add := func(dst, src map[string][2]int64) {
-		for k, v := range src {
-			d := dst[k]
-			dst[k] = [2]int64{d[0] + v[0], d[1] + v[1]}
-		}
-	}
+	all := NewBucketCounts()
 	for start, c := range buckets {
 		for status, calls := range c.Status {
 			s.Timeline = append(s.Timeline, Bucket{Start: start, Status: status, Calls: calls})
 		}
-		add(tools, c.Tools)
-		add(subjects, c.Subjects)
-		add(errs, c.Errors)
+		all.Add(c)
 	}
+	tools, subjects, errs := all.Tools, all.Subjects, all.Errors
 	slices.SortFunc(s.Timeline, func(a, b Bucket) int {
 		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Status, b.Status))
 	})
