@@ -165,6 +165,20 @@ var benchOversizedRaw = func() json.RawMessage {
 	return json.RawMessage(sb.String())
 }()
 
+// BenchmarkDecodeOversizedRaw is the baseline of RecordOversizedRaw: what
+// decoding the same arguments costs (an MCP SDK decodes a request's params
+// once before the handler sees them).
+func BenchmarkDecodeOversizedRaw(b *testing.B) {
+	b.SetBytes(int64(len(benchOversizedRaw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var v any
+		if err := json.Unmarshal(benchOversizedRaw, &v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 var errBench = errors.New(`backend refused {"query":"opentelemetry audit","api_key":"sk-live-123"}: quota`)
 
 // BenchmarkRecord compares the SDK's own Emit of an audit record with Record
