@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,5 +268,18 @@ func TestNewErrors(t *testing.T) {
 	}
 	if _, err := exporter.New(ctx, exporter.WithDatabaseURL(pgtest.AdminURL()), exporter.WithMigrate(false), exporter.WithSpool("/proc/otelaudit-no-such-dir", 1<<20)); err == nil {
 		t.Error("unusable spool directory: no error")
+	}
+	// An anchor file planted as a symbolic link stops the exporter at start.
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "anchor.jsonl")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exporter.New(ctx, exporter.WithDatabaseURL(pgtest.AdminURL()), exporter.WithMigrate(false), exporter.WithAnchorFile(link)); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("anchor file that is a symbolic link: %v", err)
 	}
 }

@@ -124,6 +124,9 @@ func newSealing(pool *pgxpool.Pool, c config) (*sealing, error) {
 	if ic.keyErr != nil {
 		return nil, fmt.Errorf("exporter: %w", ic.keyErr)
 	}
+	if err := integrity.CheckAnchors(ic.anchors...); err != nil {
+		return nil, fmt.Errorf("exporter: %w", err)
+	}
 	s := &sealing{cfg: ic, stream: ic.stream}
 	if ic.noSealing {
 		return s, nil

@@ -39,7 +39,11 @@ func (e *logsExporter) sealingOptions() ([]pgwriter.Option, error) {
 	e.seal = &sealing{stream: id}
 	var anchors []integrity.Anchor
 	if e.cfg.AnchorFile != "" {
-		anchors = append(anchors, integrity.NewFileAnchor(e.cfg.AnchorFile))
+		a := integrity.NewFileAnchor(e.cfg.AnchorFile)
+		if err := a.Check(); err != nil {
+			return nil, fmt.Errorf("anchor_file: %w", err)
+		}
+		anchors = append(anchors, a)
 	}
 	if e.cfg.SigningKeyFile != "" || len(anchors) > 0 {
 		var k ed25519.PrivateKey

@@ -6,10 +6,14 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/exporter/exportertest"
 
+	"github.com/sentinel-gateway/otelaudit/exporter/pgauditexporter/internal/metadata"
 	"github.com/sentinel-gateway/otelaudit/internal/integrity"
 	"github.com/sentinel-gateway/otelaudit/internal/pgtest"
 	"github.com/sentinel-gateway/otelaudit/verify"
@@ -81,5 +85,36 @@ func TestTrailThroughTheComponentVerifies(t *testing.T) {
 	}
 	if f := rep.First(); f == nil || f.Kind != "row_hash" || f.RowID != id {
 		t.Fatalf("after editing row %d: first finding %v, want row_hash naming it", id, f)
+	}
+}
+
+// TestAnchorFileSymlinkStopsStart: an anchor_file planted as a symbolic link
+// makes Start fail, naming the setting, instead of appending through it.
+func TestAnchorFileSymlinkStopsStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(pgtest.NewDatabase(t))
+	cfg.AnchorFile = filepath.Join(dir, "checkpoints.jsonl")
+	if err := os.Symlink(target, cfg.AnchorFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := NewFactory().CreateLogs(context.Background(), exportertest.NewNopSettings(metadata.Type), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = exp.Start(context.Background(), componenttest.NewNopHost())
+	if err == nil || !strings.Contains(err.Error(), "anchor_file") || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("Start: %v, want an anchor_file error naming the symbolic link", err)
+	}
+	_ = exp.Shutdown(context.Background())
+	if b, _ := os.ReadFile(target); len(b) != 0 {
+		t.Errorf("written through the link: %q", b)
 	}
 }

@@ -177,6 +177,60 @@ type FileAnchor struct {
 // with mode 0600 when missing).
 func NewFileAnchor(path string) *FileAnchor { return &FileAnchor{path: path} }
 
+// Check opens the anchor file as Append does (creating it when missing) and
+// reports why it cannot be used: a symbolic link (appending through one
+// planted by another user would write the service's lines wherever it
+// points), not a regular file, or writable by others (any local user could
+// truncate the evidence). Writers call it at start so that a bad anchor
+// stops them then, not at the first checkpoint.
+func (a *FileAnchor) Check() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f, err := a.open()
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// open opens the anchor file for appending and checks it (see Check).
+func (a *FileAnchor) open() (*os.File, error) {
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, 0o600)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) && isLoop(pe.Err) {
+			return nil, fmt.Errorf("integrity: anchor %s is a symbolic link; give the path of the file itself", a.path)
+		}
+		return nil, fmt.Errorf("integrity: open anchor: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("integrity: open anchor: %w", err)
+	}
+	switch {
+	case !fi.Mode().IsRegular():
+		_ = f.Close()
+		return nil, fmt.Errorf("integrity: anchor %s is not a regular file (%s)", a.path, fi.Mode().Type())
+	case fi.Mode().Perm()&0o002 != 0:
+		_ = f.Close()
+		return nil, fmt.Errorf("integrity: anchor %s is writable by others (mode %04o), who could truncate it: chmod o-w %s", a.path, fi.Mode().Perm(), a.path)
+	}
+	return f, nil
+}
+
+// CheckAnchors runs the Check of every anchor that has one (a
+// [FileAnchor]) and joins their errors.
+func CheckAnchors(anchors ...Anchor) error {
+	var errs []error
+	for _, a := range anchors {
+		if c, ok := a.(interface{ Check() error }); ok {
+			errs = append(errs, c.Check())
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Append writes c as one line and syncs the file.
 func (a *FileAnchor) Append(_ context.Context, table string, c *Checkpoint) error {
 	line, err := c.MarshalJSONLine(table)
@@ -185,9 +239,9 @@ func (a *FileAnchor) Append(_ context.Context, table string, c *Checkpoint) erro
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := a.open()
 	if err != nil {
-		return fmt.Errorf("integrity: open anchor: %w", err)
+		return err
 	}
 	_, werr := f.Write(append(line, '\n'))
 	serr := f.Sync()
