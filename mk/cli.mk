@@ -9,7 +9,9 @@
 #                             then export them in every format; rows/s on stderr
 #   make bench-viewer         p50/p95 of the viewer's data requests against
 #                             $(VIEWER_BENCH_DB) (default: otelaudit_scale, the
-#                             20M-row database of the schema benchmarks)
+#                             20M-row database of the schema benchmarks);
+#                             OTELAUDIT_VIEWER_BENCH_INGEST=2000 writes that many
+#                             rows a second while it measures (a live page)
 
 CLI_BENCH_DB ?= postgres://postgres@127.0.0.1:5432/otelaudit_cli_bench?sslmode=disable
 VIEWER_BENCH_DB ?= postgres://postgres@127.0.0.1:5432/otelaudit_scale?sslmode=disable
