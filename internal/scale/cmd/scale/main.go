@@ -141,21 +141,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	parts, err := migrations.Partitions(ctx, full)
-	if err != nil {
-		log.Fatal(err)
-	}
-	var oldest migrations.Partition
-	for _, p := range parts {
-		if !p.Default {
-			oldest = p
-			break
-		}
-	}
-	var dayRows int64
-	if err := full.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{oldest.Name}.Sanitize()).Scan(&dayRows); err != nil {
-		log.Fatal(err)
-	}
+	oldest, dayRows := oldestPartition(ctx, full)
 	dropStart := time.Now()
 	dropped, err := migrations.DropPartitions(ctx, full, oldest.To)
 	dropTime := time.Since(dropStart)
@@ -251,6 +237,24 @@ func redropDay(ctx context.Context, admin, name string, perDay int64, startS, en
 	if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) audit_log`); err != nil {
 		log.Fatal(err)
 	}
+	oldest, rows := oldestPartition(ctx, pool)
+	t0 := time.Now()
+	dropped, err := migrations.DropPartitions(ctx, pool, oldest.To)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("- removing the oldest day (%s, %d rows) with migrations.DropPartitions, schema v%d: **%s** in all (%d partition(s)); load average %s\n",
+		oldest.Name, rows, migrations.Latest(), benchutil.MS(time.Since(t0)), len(dropped), benchutil.LoadAvg())
+	size, err := scale.Measure(ctx, pool, migrations.DefaultTable)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("- left: %d rows in %d partitions, %.0f bytes a row\n", size.Rows, size.Partitions, size.BytesPerRow())
+}
+
+// oldestPartition returns the oldest partition of audit_log that is not the
+// default one, and its rows.
+func oldestPartition(ctx context.Context, pool *pgxpool.Pool) (migrations.Partition, int64) {
 	parts, err := migrations.Partitions(ctx, pool)
 	if err != nil {
 		log.Fatal(err)
@@ -266,16 +270,5 @@ func redropDay(ctx context.Context, admin, name string, perDay int64, startS, en
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{oldest.Name}.Sanitize()).Scan(&rows); err != nil {
 		log.Fatal(err)
 	}
-	t0 := time.Now()
-	dropped, err := migrations.DropPartitions(ctx, pool, oldest.To)
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("- removing the oldest day (%s, %d rows) with migrations.DropPartitions, schema v%d: **%s** in all (%d partition(s)); load average %s\n",
-		oldest.Name, rows, migrations.Latest(), benchutil.MS(time.Since(t0)), len(dropped), benchutil.LoadAvg())
-	size, err := scale.Measure(ctx, pool, migrations.DefaultTable)
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("- left: %d rows in %d partitions, %.0f bytes a row\n", size.Rows, size.Partitions, size.BytesPerRow())
+	return oldest, rows
 }
