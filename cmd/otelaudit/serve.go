@@ -107,6 +107,7 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 
 	srv := &viewer{pool: pool, table: tableName(), token: token, traceURL: o.traceURL,
 		loopback: loopback, listen: o.listen, queryTimeout: o.queryTimeout, now: time.Now, log: cmd.ErrOrStderr()}
+	srv.summaries.ctx = ctx
 	srv.integrity = newIntegrityChecker(pool, tableName(), o.anchor)
 	go srv.integrity.loop(ctx, o.verifyInterval)
 
@@ -410,19 +411,27 @@ func summaryKey(q url.Values, step time.Duration) string {
 // A filter set's buckets are read once from the window and then kept up to
 // date from what commits: new rows, late commits and replays of old
 // records, each counted into its bucket by id (see auditquery.Follower).
-// After summaryTTL they are read again from the window, which also counts
-// the rows of transactions that were still open when the buckets were read
-// and committed later with a lower id. At most summaryKeys filter sets are
-// kept.
+// Once they are older than summaryTTL they are read again from the window,
+// in the background while the kept counts go on being served, which also
+// counts the rows of transactions that were still open when the buckets
+// were read and committed later with a lower id. A filter set nobody asked
+// for during summaryTTL is read again before it is served (catching up on
+// everything committed since would cost more). At most summaryKeys filter
+// sets are kept.
 const (
-	summaryTTL  = 5 * time.Minute
-	summaryKeys = 32
+	summaryTTL     = 5 * time.Minute
+	summaryKeys    = 32
+	summaryRefresh = time.Minute // the longest a background read may take
 )
 
 // summaryCache keeps the per-bucket counts of each filter set's window, so a
 // live view reads only what was committed since its last refresh, not the
 // window again.
 type summaryCache struct {
+	// ctx bounds the background reads (the server's lifetime); nil:
+	// context.Background().
+	ctx context.Context
+
 	mu      sync.Mutex
 	entries map[string]*cachedSummary
 }
@@ -430,7 +439,13 @@ type summaryCache struct {
 type cachedSummary struct {
 	used time.Time // guarded by summaryCache.mu
 
-	mu       sync.Mutex // held while the entry is read or brought up to date
+	mu         sync.Mutex // held while the entry is read or brought up to date, not during a background read
+	window                // what is served
+	refreshing bool       // a background read of the window runs
+}
+
+// window is a filter set's counts and how they are kept current.
+type window struct {
 	buckets  map[time.Time]*auditquery.BucketCounts
 	since    time.Time // the window start the buckets were read from
 	until    time.Time // and its end; zero: open
@@ -438,15 +453,16 @@ type cachedSummary struct {
 	read     time.Time // when the window was read
 }
 
-// entry returns the cache entry of key, evicting the least recently used
-// one when the cache is full.
-func (c *summaryCache) entry(key string, now time.Time) *cachedSummary {
+// entry returns the cache entry of key and when it was last asked for
+// (zero for a new one), evicting the least recently used entry when the
+// cache is full.
+func (c *summaryCache) entry(key string, now time.Time) (e *cachedSummary, used time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil {
 		c.entries = map[string]*cachedSummary{}
 	}
-	e := c.entries[key]
+	e = c.entries[key]
 	if e == nil {
 		if len(c.entries) >= summaryKeys {
 			var oldest string
@@ -460,57 +476,74 @@ func (c *summaryCache) entry(key string, now time.Time) *cachedSummary {
 		e = &cachedSummary{}
 		c.entries[key] = e
 	}
-	e.used = now
-	return e
+	used, e.used = e.used, now
+	return e, used
+}
+
+// readWindow reads f's window up to the table's highest id and starts a
+// follower of the ids above it: each row is counted once.
+func readWindow(ctx context.Context, db auditquery.DB, table string, f auditquery.Filter, step time.Duration, now time.Time) (window, error) {
+	start, err := auditquery.MaxID(ctx, db, table)
+	if err != nil {
+		return window{}, err
+	}
+	read, err := auditquery.SummarizeBucketsUpTo(ctx, db, table, f, step, start)
+	if err != nil {
+		return window{}, err
+	}
+	fl, err := auditquery.NewFollower(db, table, f, start)
+	if err != nil {
+		return window{}, err
+	}
+	return window{buckets: read, since: f.Since, until: f.Until, follower: fl, read: now}, nil
+}
+
+// catchUp counts into w's buckets what committed since its last call.
+func (w *window) catchUp(ctx context.Context, db auditquery.DB, table string, f auditquery.Filter, step time.Duration) error {
+	f.Since = w.since
+	for {
+		ids, more, err := w.follower.NextIDs(ctx)
+		if err != nil {
+			return err
+		}
+		if len(ids) > 0 {
+			delta, err := auditquery.SummarizeBucketsOf(ctx, db, table, f, step, ids)
+			if err != nil {
+				return err
+			}
+			for t, counts := range delta {
+				if b := w.buckets[t]; b != nil {
+					b.Add(counts)
+				} else {
+					w.buckets[t] = counts
+				}
+			}
+		}
+		if !more {
+			return nil
+		}
+	}
 }
 
 func (c *summaryCache) summarize(ctx context.Context, db auditquery.DB, table, key string, f auditquery.Filter, step time.Duration, now time.Time) (*auditquery.Summary, error) {
-	e := c.entry(key, now)
+	e, used := c.entry(key, now)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
-	if e.follower == nil || now.Sub(e.read) > summaryTTL || f.Since.Before(e.since) || !f.Until.Equal(e.until) {
-		// Read the window up to the table's highest id, and follow the
-		// ids above it from then on: each row is counted once.
-		start, err := auditquery.MaxID(ctx, db, table)
+	if e.follower == nil || now.Sub(used) > summaryTTL || f.Since.Before(e.since) || !f.Until.Equal(e.until) {
+		w, err := readWindow(ctx, db, table, f, step, now)
 		if err != nil {
 			return nil, err
 		}
-		read, err := auditquery.SummarizeBucketsUpTo(ctx, db, table, f, step, start)
-		if err != nil {
-			return nil, err
-		}
-		fl, err := auditquery.NewFollower(db, table, f, start)
-		if err != nil {
-			return nil, err
-		}
-		e.buckets, e.since, e.until, e.follower, e.read = read, f.Since, f.Until, fl, now
+		e.window = w
 	} else {
-		window := f
-		window.Since = e.since
-		for {
-			ids, more, err := e.follower.NextIDs(ctx)
-			if err != nil {
-				e.follower = nil // read the window again next time
-				return nil, err
-			}
-			if len(ids) > 0 {
-				delta, err := auditquery.SummarizeBucketsOf(ctx, db, table, window, step, ids)
-				if err != nil {
-					e.follower = nil
-					return nil, err
-				}
-				for t, counts := range delta {
-					if b := e.buckets[t]; b != nil {
-						b.Add(counts)
-					} else {
-						e.buckets[t] = counts
-					}
-				}
-			}
-			if !more {
-				break
-			}
+		if err := e.catchUp(ctx, db, table, f, step); err != nil {
+			e.follower = nil // read the window again next time
+			return nil, err
+		}
+		if now.Sub(e.read) > summaryTTL && !e.refreshing {
+			e.refreshing = true
+			go c.refresh(e, db, table, f, step, now)
 		}
 	}
 	merged := make(map[time.Time]*auditquery.BucketCounts, len(e.buckets))
@@ -522,6 +555,27 @@ func (c *summaryCache) summarize(ctx context.Context, db auditquery.DB, table, k
 		merged[t] = counts
 	}
 	return auditquery.Merge(merged, 8), nil
+}
+
+// refresh reads e's window again in the background and then serves it; the
+// new follower counts everything above the id the read stopped at.
+func (c *summaryCache) refresh(e *cachedSummary, db auditquery.DB, table string, f auditquery.Filter, step time.Duration, now time.Time) {
+	base := c.ctx
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(base, summaryRefresh)
+	defer cancel()
+	w, err := readWindow(ctx, db, table, f, step, now)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.refreshing = false
+	if err != nil || e.read.After(now) || f.Since.Before(e.since) || !f.Until.Equal(e.until) {
+		// Keep serving the kept counts (or the newer read that replaced
+		// them); after an error the next request tries again.
+		return
+	}
+	e.window = w
 }
 
 // timelineStep picks a bucket width giving at most about 100 bars.

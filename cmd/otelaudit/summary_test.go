@@ -102,3 +102,67 @@ func TestSummaryCacheFollowsCommits(t *testing.T) {
 		t.Errorf("calls in the window: %d, want %d (the %d before and five since)", got, want, before)
 	}
 }
+
+// TestSummaryCacheRefreshesInTheBackground: a row whose transaction took its
+// id before the window was read and committed after it is not among the ids
+// the follower reports; once the counts are older than summaryTTL the window
+// is read again in the background, the kept counts are served meanwhile
+// (the request does not wait for the read), and then the row is counted.
+func TestSummaryCacheRefreshesInTheBackground(t *testing.T) {
+	url, a := filledDB(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	f := auditquery.Filter{Since: time.Now().Add(-time.Hour).Truncate(time.Minute)}
+	fresh := func() string {
+		t.Helper()
+		want, err := auditquery.Summarize(ctx, pool, "audit_log", f, time.Minute, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(want)
+	}
+	var c summaryCache
+	t0 := time.Now()
+	at := func(d time.Duration) string {
+		t.Helper()
+		got, err := c.summarize(ctx, pool, "audit_log", "all", f, time.Minute, t0.Add(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(got)
+	}
+
+	txA, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = txA.Rollback(ctx) }()
+	if _, err := txA.Exec(ctx, `INSERT INTO audit_log (request_id, "timestamp", client_subject, client_role, tool_name,
+		backend_name, response_status, latency_ms) VALUES ('00000000-0000-7000-8000-00000000abcd', now(), 'dave', 'r', 'slow_tx', 'b', 'ok', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	a.record(t, instrumentation.Call{Start: time.Now(), Subject: "carol", Role: "analyst", Tool: "search_docs", Backend: "docs", Latency: time.Millisecond})
+	if got := at(0); got != fresh() {
+		t.Fatalf("primed: %s, want %s", got, fresh())
+	}
+	if err := txA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if at(3*time.Minute) == fresh() {
+		t.Fatal("the row committed after the read with a lower id was counted without a new read: the premise of this test no longer holds")
+	}
+	if at(summaryTTL+time.Minute) == fresh() {
+		t.Fatal("the request that found the counts stale waited for the new read")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for at(summaryTTL+time.Minute+time.Second) != fresh() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not counted 10 s after the background read began:\n got  %s\n want %s", at(summaryTTL+time.Minute+time.Second), fresh())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
