@@ -284,14 +284,21 @@ func ParseSigningKey(data []byte) (ed25519.PrivateKey, error) {
 // Like ssh, it refuses a file that group or others may read or write: whoever
 // holds the key and write access to the database can forge checkpoints.
 func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
-	fi, err := os.Stat(path)
+	// The mode is checked on the open file, so the file read is the file
+	// checked (a symbolic link is followed: Kubernetes mounts secrets so).
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("integrity: read signing key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("integrity: read signing key: %w", err)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("integrity: signing key %s has mode %04o: group and others must have no access (chmod 600 %s; in Kubernetes, defaultMode: 0400)", path, perm, path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return nil, fmt.Errorf("integrity: read signing key: %w", err)
 	}
