@@ -32,6 +32,14 @@ func TestLoadSigningKeyRefusesOpenFiles(t *testing.T) {
 	if !got.Equal(key) {
 		t.Fatal("loaded key differs from the one written")
 	}
+	// Kubernetes mounts a secret as a symbolic link to the file: followed.
+	link := filepath.Join(t.TempDir(), "key")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LoadSigningKey(link); err != nil || !got.Equal(key) {
+		t.Fatalf("through a symbolic link: %v", err)
+	}
 	for _, mode := range []os.FileMode{0o640, 0o604, 0o644, 0o620, 0o666} {
 		if err := os.Chmod(path, mode); err != nil {
 			t.Fatal(err)
