@@ -28,25 +28,7 @@ func TestRetentionAndPartitionsAhead(t *testing.T) {
 
 	far := "audit_log_p" + time.Now().UTC().Add(9*24*time.Hour).Format("20060102")
 	gone := "audit_log_p" + old.Format("20060102")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		parts, err := migrations.Partitions(ctx, pool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var haveFar, haveOld bool
-		for _, p := range parts {
-			haveFar = haveFar || p.Name == far
-			haveOld = haveOld || p.Name == gone
-		}
-		if haveFar && !haveOld {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 30 s: %s there = %v (want true), %s there = %v (want false)", far, haveFar, gone, haveOld)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	pgtest.WaitForPartitions(t, pool, far, gone)
 }
 
 func TestRetentionValidate(t *testing.T) {

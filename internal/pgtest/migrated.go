@@ -35,3 +35,30 @@ func NewMigratedPool(tb testing.TB) (url string, pool *pgxpool.Pool) {
 	tb.Cleanup(pool.Close)
 	return url, pool
 }
+
+// WaitForPartitions waits up to 30 s until audit_log has the partition
+// named present and not the one named absent (a writer's maintenance
+// creating and dropping them in the background), failing the test
+// otherwise.
+func WaitForPartitions(tb testing.TB, db migrations.DB, present, absent string) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		parts, err := migrations.Partitions(context.Background(), db)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var havePresent, haveAbsent bool
+		for _, p := range parts {
+			havePresent = havePresent || p.Name == present
+			haveAbsent = haveAbsent || p.Name == absent
+		}
+		if havePresent && !haveAbsent {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after 30 s: partition %s there = %v (want true), %s there = %v (want false)", present, havePresent, absent, haveAbsent)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
