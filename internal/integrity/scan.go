@@ -13,15 +13,11 @@ import (
 // current row of rows into r, as the mapping would have filled it (NULL text
 // is "", NULL JSON is nil, JSON as PostgreSQL returns it).
 func ScanRow(rows pgx.Rows, r *auditrow.Row) error {
-	dst := make([]any, 0, len(auditrow.Columns))
-	var nulls []*pgtype.Text
-	for i := range auditrow.Columns {
-		dst, nulls = appendScanTarget(dst, nulls, &auditrow.Columns[i], r)
+	s := NewRowScanner()
+	if err := s.Scan(rows); err != nil {
+		return err
 	}
-	if err := rows.Scan(dst...); err != nil {
-		return fmt.Errorf("integrity: scan row: %w", err)
-	}
-	finishScan(nulls, r)
+	*r = s.Row
 	return nil
 }
 
@@ -46,7 +42,7 @@ func NewRowScanner(extra ...any) *RowScanner {
 			s.nulls = append(s.nulls, &s.texts[i])
 			continue
 		}
-		s.dst, _ = appendScanTarget(s.dst, nil, c, &s.Row)
+		s.dst = appendScanTarget(s.dst, c, &s.Row)
 	}
 	s.dst = append(s.dst, extra...)
 	return s
@@ -67,34 +63,22 @@ func (s *RowScanner) Scan(rows pgx.Rows) error {
 	return nil
 }
 
-func appendScanTarget(dst []any, nulls []*pgtype.Text, c *auditrow.Column, r *auditrow.Row) ([]any, []*pgtype.Text) {
+// appendScanTarget appends the scan target of column c of r (not of a
+// KindNullText column: RowScanner scans those through pgtype.Text).
+func appendScanTarget(dst []any, c *auditrow.Column, r *auditrow.Row) []any {
 	switch c.Kind {
 	case auditrow.KindUUID:
-		return append(dst, c.UUID(r)), nulls
+		return append(dst, c.UUID(r))
 	case auditrow.KindTime:
-		return append(dst, c.Time(r)), nulls
+		return append(dst, c.Time(r))
 	case auditrow.KindText:
-		return append(dst, c.Text(r)), nulls
-	case auditrow.KindNullText:
-		t := new(pgtype.Text)
-		return append(dst, t), append(nulls, t)
+		return append(dst, c.Text(r))
 	case auditrow.KindInt64:
-		return append(dst, c.Int64(r)), nulls
+		return append(dst, c.Int64(r))
 	case auditrow.KindJSON:
-		return append(dst, (*jsonBytes)(c.Bytes(r))), nulls
+		return append(dst, (*jsonBytes)(c.Bytes(r)))
 	}
-	return append(dst, new(any)), nulls
-}
-
-func finishScan(nulls []*pgtype.Text, r *auditrow.Row) {
-	j := 0
-	for i := range auditrow.Columns {
-		c := &auditrow.Columns[i]
-		if c.Kind == auditrow.KindNullText {
-			*c.Text(r) = nulls[j].String
-			j++
-		}
-	}
+	return append(dst, new(any))
 }
 
 // jsonBytes scans a jsonb column as its text, nil for NULL.
