@@ -209,10 +209,7 @@ func (w *argsWalker) keep(v any, depth int) {
 	case nil, bool:
 	default:
 		if b, err := safeMarshal(x); err == nil {
-			d := json.NewDecoder(bytes.NewReader(b))
-			d.UseNumber()
-			var y any
-			if d.Decode(&y) == nil {
+			if y, err := decodeJSON(b); err == nil {
 				if _, isString := y.(string); !isString {
 					w.keep(y, depth+1)
 					return
@@ -386,10 +383,8 @@ func (w *argsWalker) marshalled(x any, depth int) attribute.Value {
 	if err != nil {
 		return invalidMarker(fmt.Sprintf("cannot marshal %T: %v", x, err))
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var y any
-	if err := d.Decode(&y); err != nil {
+	y, err := decodeJSON(b)
+	if err != nil {
 		return w.unreadableMarker("invalid JSON: "+err.Error(), b)
 	}
 	v, _ := w.value(y, depth)
